@@ -1,0 +1,31 @@
+//! `Test` decision algorithm (stub: the algo helper fills this in).
+
+use super::{Ctx, DecisionAlgorithm};
+use crate::cluster::ALGO_TEST;
+use crate::wire::{ErrorCode, Heuristics, NodeInfo, RingId, Vote};
+
+pub struct Test;
+
+impl DecisionAlgorithm for Test {
+    fn number(&self) -> u16 {
+        ALGO_TEST
+    }
+    fn name(&self) -> &'static str {
+        "Test"
+    }
+    fn config_node_list_received(&self, _ctx: &mut Ctx, _t: usize, _seq: u32, _v: Option<u64>, _nodes: &[NodeInfo], _initial: bool) -> Result<Vote, ErrorCode> {
+        todo!()
+    }
+    fn membership_node_list_received(&self, _ctx: &mut Ctx, _t: usize, _seq: u32, _ring: RingId, _nodes: &[NodeInfo], _h: Heuristics) -> Result<Vote, ErrorCode> {
+        todo!()
+    }
+    fn quorum_node_list_received(&self, _ctx: &mut Ctx, _t: usize, _seq: u32, _q: bool, _nodes: &[NodeInfo]) -> Result<Vote, ErrorCode> {
+        todo!()
+    }
+    fn ask_for_vote_received(&self, _ctx: &mut Ctx, _t: usize, _seq: u32) -> Result<Vote, ErrorCode> {
+        todo!()
+    }
+    fn heuristics_change_received(&self, _ctx: &mut Ctx, _t: usize, _seq: u32, _h: Heuristics) -> Result<Vote, ErrorCode> {
+        todo!()
+    }
+}
