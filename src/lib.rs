@@ -11,3 +11,4 @@ pub mod ipc;
 pub mod session;
 pub mod settings;
 pub mod wire;
+pub mod tls;
