@@ -12,3 +12,5 @@ pub mod session;
 pub mod settings;
 pub mod wire;
 pub mod tls;
+pub mod server;
+pub mod daemon;
