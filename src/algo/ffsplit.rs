@@ -923,7 +923,10 @@ mod tests {
         h.add(3, ring(1, 5));
         h.config(1, &[1, 2, 3, 4], true);
         h.config(3, &[1, 2, 3, 4], true);
-        assert_eq!(h.membership(1, ring(1, 7), &[1, 1, 2], Undefined), reply(vec![vi(3, 1, Nack, ring(1, 5))], NoChange));
+        assert_eq!(
+            h.membership(1, ring(1, 7), &[1, 1, 2], Undefined),
+            reply(vec![vi(3, 1, Nack, ring(1, 5))], NoChange)
+        );
         assert_eq!(h.vote_info_reply(3, 1), vec![vi(1, 1, Ack, ring(1, 7))]);
         assert_eq!(h.vote_info_reply(1, 1), vec![]);
         assert_eq!(h.membership(3, ring(3, 7), &[3, 4], Undefined), reply(vec![vi(3, 2, Nack, ring(3, 7))], NoChange));

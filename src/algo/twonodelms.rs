@@ -104,10 +104,9 @@ impl DecisionAlgorithm for TwoNodeLms {
         let other_h = members
             .iter()
             .enumerate()
-            .filter(|&(i, _)| i != t)
-            .map(|(_, m)| m.heuristics)
-            .last()
-            .unwrap_or(Heuristics::Undefined);
+            .rev()
+            .find(|&(i, _)| i != t)
+            .map_or(Heuristics::Undefined, |(_, m)| m.heuristics);
         if members.len() == 1 {
             return Ok(store(ctx, t, Vote::Ack));
         }
