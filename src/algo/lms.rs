@@ -17,6 +17,12 @@
 //! * §6.3 lowest tie-breaker start value kept: ids ≥ 2147483647 are never
 //!   "lowest" — at most the node numbered exactly 2147483647 gets the tie, so
 //!   still a single partition.
+//!
+//! Not a listed quirk but worth knowing: lms never revokes an ACK (no
+//! VOTE_INFO NACK, no second phase). When stored heuristics change, a later
+//! decision can hand the vote to another partition while the earlier holders
+//! keep theirs until their own next event. Preventing that needs ffsplit's
+//! two-phase delivery; the C answers are reproduced as they are.
 
 use super::{Ctx, DecisionAlgorithm, TimerOutcome};
 use crate::cluster::{Member, Millis, ALGO_LMS};
@@ -427,6 +433,21 @@ mod tests {
     fn tie_breaker_node_id_only_nominated_node() {
         assert_eq!(two_two(nominated(2)), vec![Nack, Ack, Nack, Nack]);
         assert_eq!(two_two(nominated(9)), vec![Nack, Nack, Nack, Nack]);
+    }
+
+    /// Kept C behaviour (module doc): an ACK is never revoked. After a 2|2
+    /// split decided for {1,2}, node3's heuristics turn PASS; its next decision
+    /// gives {3,4} the ACK while nodes 1 and 2 still hold theirs. Pinned so
+    /// that a change here is deliberate.
+    #[test]
+    fn ack_is_never_revoked() {
+        let mut h = together(&[1, 2, 3, 4], lowest());
+        split(&mut h, &[(&[1, 2], ring(1, 7)), (&[3, 4], ring(3, 7))]);
+        assert_eq!(h.quorum(1, &[1, 2]), reply(vec![], Ack));
+        assert_eq!(h.quorum(3, &[3, 4]), reply(vec![], Nack));
+        assert_eq!(h.heuristics_change(3, Pass), reply(vec![], NoChange));
+        assert_eq!(h.ask(3), reply(vec![], Ack));
+        assert_eq!(h.member(1).last_sent_vote, Some(Ack));
     }
 
     /// §6.3 kept: the lowest search starts at 2147483647, so larger ids are
