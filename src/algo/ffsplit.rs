@@ -1,8 +1,8 @@
 //! `Fifty-Fifty split` (ffsplit) decision algorithm (algorithms.md §4).
 //!
-//! Every event that may change who should hold the vote runs [`run`]: wait
-//! until all connected clients report a consistent view ([`stable`]), choose
-//! the winning partition ([`select`]), then deliver in two phases: NACK to
+//! Every event that may change who should hold the vote runs `run`: wait
+//! until all connected clients report a consistent view (`stable`), choose
+//! the winning partition (`select`), then deliver in two phases: NACK to
 //! every loser first and, only once every NACK has been acknowledged by a
 //! VOTE_INFO_REPLY, ACK to the winners. That ordering is what keeps two
 //! partitions from holding the vote at the same time.

@@ -1,7 +1,7 @@
 //! `LMS` ("Last Man Standing") decision algorithm (algorithms.md §6).
 //!
 //! Every membership list, quorum list, ASK_FOR_VOTE and timer expiry runs
-//! [`decide`]: wait (with the per-client timer at heartbeat/4) until every
+//! `decide`: wait (with the per-client timer at heartbeat/4) until every
 //! client of "our partition" reports our ring id, group the connected clients
 //! into partitions by stored ring id, and give the vote to the partition with
 //! the best heuristics score, then the most nodes, then the tie-breaker node.
