@@ -1382,7 +1382,9 @@ mod tests {
         let mut h = H::plain();
         let c = h.connect();
         h.preinit(c, "x");
-        h.send(c, &Message::new(MsgType::StartTls));
+        let mut st = Message::new(MsgType::StartTls);
+        st.seq = Some(2);
+        h.send(c, &st);
         assert_eq!(h.closed(), vec![(c, CloseReason::TlsNotPossible)]);
     }
 
@@ -1537,7 +1539,8 @@ mod tests {
     fn tls_client(h: &mut H, cluster: &str, names: Option<CertNames>) -> ConnId {
         let c = h.connect();
         h.preinit(c, cluster);
-        let st = Message::new(MsgType::StartTls);
+        let mut st = Message::new(MsgType::StartTls);
+        st.seq = Some(2);
         h.raw(c, &st.encode());
         assert!(h.events().contains(&Event::StartTls(c)));
         h.inst.tls_established(h.now, c, names);
