@@ -283,12 +283,7 @@ fn word_is(tok: &[u8], word: &str) -> bool {
 /// QNetd cluster list", a body that leaves no room for the `OK\n` prefix gives
 /// "Internal IPC buffer too small", and an error message that does not fit
 /// either gives an empty reply (close without answer).
-pub fn respond(
-    request: &[u8],
-    status: &ServerStatus,
-    clusters: &[ClusterStatus],
-    max_send_size: usize,
-) -> IpcResponse {
+pub fn respond(request: &[u8], status: &ServerStatus, clusters: &[ClusterStatus], max_send_size: usize) -> IpcResponse {
     let mut lex = Lexer::new(request);
     let cmd = lex.next_token();
     let cmd = cstr(&cmd);
@@ -336,15 +331,10 @@ pub fn respond(
         }
         // An empty name (`cluster ""`, or `cluster` at the end) lists everything.
         let filter = name.filter(|n| !n.is_empty());
-        let selected: Vec<&ClusterStatus> = clusters
-            .iter()
-            .filter(|c| filter.as_deref().is_none_or(|f| cstr(&c.name) == f))
-            .collect();
+        let selected: Vec<&ClusterStatus> =
+            clusters.iter().filter(|c| filter.as_deref().is_none_or(|f| cstr(&c.name) == f)).collect();
         let body = if json { list_json(&selected) } else { list_text(&selected, verbose) };
-        return IpcResponse {
-            reply: ok_reply(body, "Can't get QNetd cluster list", max_send_size),
-            shutdown: false,
-        };
+        return IpcResponse { reply: ok_reply(body, "Can't get QNetd cluster list", max_send_size), shutdown: false };
     }
     let mut msg = b"Unknown command '".to_vec();
     msg.extend_from_slice(cmd);
@@ -389,21 +379,17 @@ fn tls_text(tls: TlsMode) -> &'static str {
 /// The `status [verbose]` body (tool-and-files.md §4.1).
 pub fn status_text(s: &ServerStatus, verbose: bool) -> Vec<u8> {
     let mut o = String::new();
-    let suffix =
-        if s.tls != TlsMode::Off && s.client_cert_required { " (client certificate required)" } else { "" };
-    let _ = write!(o, "QNetd address:\t\t\t{}:{}\n", s.listen_addr, s.port);
-    let _ = write!(o, "TLS:\t\t\t\t{}{}\n", tls_text(s.tls), suffix);
-    let _ = write!(o, "Connected clients:\t\t{}\n", s.connected_clients);
-    let _ = write!(o, "Connected clusters:\t\t{}\n", s.connected_clusters);
+    let suffix = if s.tls != TlsMode::Off && s.client_cert_required { " (client certificate required)" } else { "" };
+    let _ = writeln!(o, "QNetd address:\t\t\t{}:{}", s.listen_addr, s.port);
+    let _ = writeln!(o, "TLS:\t\t\t\t{}{}", tls_text(s.tls), suffix);
+    let _ = writeln!(o, "Connected clients:\t\t{}", s.connected_clients);
+    let _ = writeln!(o, "Connected clusters:\t\t{}", s.connected_clusters);
     if verbose {
         if s.max_clients != 0 {
-            let _ = write!(o, "Maximum allowed clients:\t{}\n", s.max_clients);
+            let _ = writeln!(o, "Maximum allowed clients:\t{}", s.max_clients);
         }
-        let _ = write!(
-            o,
-            "Maximum send/receive size:\t{}/{} bytes\n",
-            s.max_client_send_size, s.max_client_receive_size
-        );
+        let _ =
+            writeln!(o, "Maximum send/receive size:\t{}/{} bytes", s.max_client_send_size, s.max_client_receive_size);
     }
     o.into_bytes()
 }
@@ -439,17 +425,17 @@ pub fn list_text(clusters: &[&ClusterStatus], verbose: bool) -> Vec<u8> {
         o.extend_from_slice(b"\":\n");
         if let Some(first) = c.clients.first() {
             let kap = if kap_active(c) { " (KAP Tie-breaker)" } else { "" };
-            let _ = write!(o, "    Algorithm:\t\t{}{}\n", algorithm_name(first.algorithm), kap);
-            let _ = write!(o, "    Tie-breaker:\t{}\n", first.tie_breaker.describe());
+            let _ = writeln!(o, "    Algorithm:\t\t{}{}", algorithm_name(first.algorithm), kap);
+            let _ = writeln!(o, "    Tie-breaker:\t{}", first.tie_breaker.describe());
         }
         for cl in &c.clients {
-            let _ = write!(o, "    Node ID {}:\n", cl.node_id);
-            let _ = write!(o, "        Client address:\t\t{}\n", cl.addr);
+            let _ = writeln!(o, "    Node ID {}:", cl.node_id);
+            let _ = writeln!(o, "        Client address:\t\t{}", cl.addr);
             if verbose {
-                let _ = write!(o, "        HB interval:\t\t{}ms\n", cl.heartbeat_interval);
+                let _ = writeln!(o, "        HB interval:\t\t{}ms", cl.heartbeat_interval);
             }
             if let Some(v) = cl.config_version {
-                let _ = write!(o, "        Configuration version:\t{}\n", v);
+                let _ = writeln!(o, "        Configuration version:\t{}", v);
             }
             if !cl.config_nodes.is_empty() {
                 o.extend_from_slice(b"        Configured node list:\t");
@@ -457,7 +443,7 @@ pub fn list_text(clusters: &[&ClusterStatus], verbose: bool) -> Vec<u8> {
                 o.push(b'\n');
             }
             if verbose {
-                let _ = write!(o, "        Ring ID:\t\t{}\n", cl.ring_id);
+                let _ = writeln!(o, "        Ring ID:\t\t{}", cl.ring_id);
             }
             if !cl.membership_nodes.is_empty() {
                 o.extend_from_slice(b"        Membership node list:\t");
@@ -1072,7 +1058,15 @@ mod tests {
         ids.iter().map(|&i| NodeInfo::new(i)).collect()
     }
 
-    fn lab_client(node_id: u32, port: u16, config: &[u32], ring: (u32, u64), member: &[u32], vote: Vote, an: Vote) -> ClientStatus {
+    fn lab_client(
+        node_id: u32,
+        port: u16,
+        config: &[u32],
+        ring: (u32, u64),
+        member: &[u32],
+        vote: Vote,
+        an: Vote,
+    ) -> ClientStatus {
         ClientStatus {
             config_nodes: nodes(config),
             ring_id: RingId { node_id: ring.0, seq: ring.1 },
@@ -1111,10 +1105,7 @@ mod tests {
         let c = lab();
         assert_eq!(ok_body(&respond(b"list \n", &s, &c, BIG)), reference("qnetd-tool-l.txt"));
         assert_eq!(ok_body(&respond(b"list verbose \n", &s, &c, BIG)), reference("qnetd-tool-lv.txt"));
-        assert_eq!(
-            ok_body(&respond(b"list cluster \"labcluster\" \n", &s, &c, BIG)),
-            reference("qnetd-tool-l-c.txt")
-        );
+        assert_eq!(ok_body(&respond(b"list cluster \"labcluster\" \n", &s, &c, BIG)), reference("qnetd-tool-l-c.txt"));
     }
 
     #[test]
@@ -1447,7 +1438,8 @@ mod tests {
 
     #[test]
     fn json_parser_accepts_and_rejects() {
-        let v = json::parse(" {\"a\" : [1, -2.5e3, true, false, null, \"x\\u00e9\\ud83d\\ude00\\/\"], \"b\":{}} ").unwrap();
+        let v =
+            json::parse(" {\"a\" : [1, -2.5e3, true, false, null, \"x\\u00e9\\ud83d\\ude00\\/\"], \"b\":{}} ").unwrap();
         assert_eq!(
             v.get("a"),
             Some(&Value::Array(vec![
@@ -1460,8 +1452,22 @@ mod tests {
             ]))
         );
         for bad in [
-            "", "{", "[1,]", "{\"a\"}", "{\"a\":1,}", "01", "1.", "-", "\"abc", "\"a\nb\"", "\"\\x\"", "tru",
-            "\"\\ud800\"", "[1] 2", "{a:1}", "\"\\u12\"",
+            "",
+            "{",
+            "[1,]",
+            "{\"a\"}",
+            "{\"a\":1,}",
+            "01",
+            "1.",
+            "-",
+            "\"abc",
+            "\"a\nb\"",
+            "\"\\x\"",
+            "tru",
+            "\"\\ud800\"",
+            "[1] 2",
+            "{a:1}",
+            "\"\\u12\"",
         ] {
             assert!(json::parse(bad).is_err(), "accepted {bad:?}");
         }
@@ -1489,7 +1495,7 @@ mod tests {
             clients in proptest::collection::vec(any_client(), 0..4),
             version in ".*",
         ) {
-            let c = vec![ClusterStatus { name: name.clone(), clients: clients.clone() }];
+            let c = [ClusterStatus { name: name.clone(), clients: clients.clone() }];
             let body = list_json(&c.iter().collect::<Vec<_>>());
             let text = String::from_utf8(body).expect("JSON output is UTF-8");
             let v = json::parse(&text).expect("valid JSON");
