@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod ipc;
 pub mod session;
 pub mod settings;
+pub mod tool;
 pub mod wire;
 pub mod tls;
 pub mod server;
