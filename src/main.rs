@@ -17,8 +17,7 @@ fn main() {
         "corosync-qnetd" => daemon::c_main(rest),
         // TODO(certutil): crate::certutil::c_main(rest) once that module lands.
         "corosync-qnetd-certutil" => not_built("corosync-qnetd-certutil"),
-        // TODO(tool): crate::tool::c_main(rest) once that module lands.
-        "corosync-qnetd-tool" => not_built("corosync-qnetd-tool"),
+        "corosync-qnetd-tool" => qnetd::tool::c_main(&argv0, &rest),
         _ => qnetd_main(&rest),
     };
     std::process::exit(code);
@@ -50,8 +49,8 @@ struct Top {
 enum Sub {
     Run(RunArgs),
     Certutil(CertutilArgs),
-    Tool(ToolArgs),
-    Health(HealthArgs),
+    Tool(qnetd::tool::ToolArgs),
+    Health(qnetd::tool::HealthArgs),
 }
 
 /// Run the daemon (in the foreground unless --daemonize). Options mirror
@@ -112,24 +111,6 @@ struct CertutilArgs {
     args: Vec<String>,
 }
 
-/// Query a running daemon (as corosync-qnetd-tool).
-#[derive(FromArgs)]
-#[argh(subcommand, name = "tool")]
-struct ToolArgs {
-    /// arguments for corosync-qnetd-tool
-    #[argh(positional, greedy)]
-    args: Vec<String>,
-}
-
-/// Check that a running daemon answers.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "health")]
-struct HealthArgs {
-    /// arguments
-    #[argh(positional, greedy)]
-    args: Vec<String>,
-}
-
 fn qnetd_main(rest: &[String]) -> i32 {
     let strs: Vec<&str> = rest.iter().map(String::as_str).collect();
     let top = match Top::from_args(&["qnetd"], &strs) {
@@ -165,10 +146,8 @@ fn qnetd_main(rest: &[String]) -> i32 {
         },
         // TODO(certutil): crate::certutil::c_main(args) once that module lands.
         Some(Sub::Certutil(a)) => not_built_with("qnetd certutil", &a.args),
-        // TODO(tool): crate::tool::c_main(args) once that module lands.
-        Some(Sub::Tool(a)) => not_built_with("qnetd tool", &a.args),
-        // TODO(health): a status query against the IPC socket.
-        Some(Sub::Health(a)) => not_built_with("qnetd health", &a.args),
+        Some(Sub::Tool(a)) => qnetd::tool::tool_main(a),
+        Some(Sub::Health(a)) => qnetd::tool::health_main(a),
     }
 }
 

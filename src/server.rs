@@ -27,7 +27,7 @@ use futures_lite::future;
 use log::{debug, error, info, warn};
 
 use crate::cluster::{ConnId, Millis};
-use crate::ipc::{ClusterStatus, ServerStatus};
+use crate::ipc::{self, ServerStatus};
 use crate::session::{CertNames, CloseReason, Event, Instance};
 use crate::settings::CoreSettings;
 
@@ -245,10 +245,8 @@ async fn accept_loop(ex: Rc<smol::LocalExecutor<'static>>, shared: SharedRef, rt
                 info!("New client connected from {peer}");
                 ex.spawn(client_task(shared.clone(), rt.clone(), id, peer, stream)).detach();
             }
-            None => warn!(
-                "Client from {peer} refused: maximum number of clients ({}) reached",
-                rt.core.max_clients
-            ),
+            // The core logged why (max clients, timer range).
+            None => debug!("Client from {peer} closed right after accept"),
         }
     }
 }
@@ -580,23 +578,6 @@ impl ClientConn {
 
 // ---------------------------------------------------------------- IPC
 
-/// What the IPC helper returns for one request.
-/// TODO(ipc): replace with `crate::ipc::IpcResponse` / `crate::ipc::respond`.
-struct IpcResponse {
-    reply: Vec<u8>,
-    shutdown: bool,
-}
-
-/// Stand-in until `crate::ipc::respond` lands: only `shutdown` works.
-fn ipc_respond(request: &[u8], status: &ServerStatus, clusters: &[ClusterStatus], max_send: usize) -> IpcResponse {
-    let _ = (status, clusters, max_send);
-    let line = request.split(|b| *b == b'\n' || *b == b'\r').next().unwrap_or_default();
-    if line.trim_ascii().eq_ignore_ascii_case(b"shutdown") {
-        return IpcResponse { reply: b"OK\n".to_vec(), shutdown: true };
-    }
-    IpcResponse { reply: b"Error\nIPC commands are not implemented yet\n".to_vec(), shutdown: false }
-}
-
 async fn ipc_accept_loop(
     ex: Rc<smol::LocalExecutor<'static>>,
     shared: SharedRef,
@@ -632,39 +613,54 @@ async fn ipc_accept_loop(
     }
 }
 
-/// One request per connection: read to the first newline (closing without reply
-/// if it does not come within `ipc_max_receive_size` bytes), answer, close.
+/// One request per connection: read until a newline has arrived (closing
+/// without a reply once more than `ipc_max_receive_size` bytes came first, even
+/// if they hold the newline, as C does), answer with [`ipc::respond`], close.
 async fn ipc_client(shared: &SharedRef, rt: &Runtime, mut stream: Async<UnixStream>) -> io::Result<()> {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let max = rt.ipc_max_receive_size;
     let mut req = Vec::new();
     let mut buf = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut buf).await?;
+    while !ipc::request_complete(&req) {
+        // Never read more than one byte past the limit.
+        let room = (max + 1 - req.len()).min(buf.len());
+        let n = stream.read(&mut buf[..room]).await?;
         if n == 0 {
             return Ok(());
         }
         req.extend_from_slice(&buf[..n]);
-        if let Some(pos) = req.iter().position(|b| *b == b'\n') {
-            if pos < rt.ipc_max_receive_size {
-                req.truncate(pos + 1);
-                break;
-            }
-        }
-        if req.len() > rt.ipc_max_receive_size {
-            debug!("IPC request longer than {} bytes, closing", rt.ipc_max_receive_size);
+        if req.len() > max {
+            debug!("IPC request longer than {max} bytes, closing without reply");
             return Ok(());
         }
     }
     let resp = {
         let sh = shared.borrow();
-        let mut status = sh.inst.status();
-        status.listen_addr = rt.listen_addr.clone();
-        status.port = rt.port;
+        let now = sh.now();
+        let core = sh.inst.status();
+        let settings = &rt.core;
+        let status = ServerStatus {
+            listen_addr: rt.listen_addr.clone(),
+            port: rt.port,
+            tls: settings.tls,
+            client_cert_required: settings.client_cert_required,
+            connected_clients: core.connected_clients,
+            connected_clusters: core.connected_clusters,
+            max_clients: settings.max_clients,
+            max_client_send_size: settings.max_client_send_size,
+            max_client_receive_size: settings.max_client_receive_size,
+            seconds_without_clients: core.no_clients_since.map(|t| now.saturating_sub(t) / 1000),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_seconds: now / 1000,
+        };
         let clusters = sh.inst.cluster_list();
-        ipc_respond(&req, &status, &clusters, rt.ipc_max_send_size)
+        ipc::respond(&req, &status, &clusters, rt.ipc_max_send_size)
     };
-    stream.write_all(&resp.reply).await?;
-    stream.flush().await?;
+    if !resp.reply.is_empty() {
+        stream.write_all(&resp.reply).await?;
+        stream.flush().await?;
+    }
+    // Only after the whole reply went out (a vanished tool does not stop us).
     if resp.shutdown {
         info!("Shutdown requested over IPC");
         shared.borrow_mut().request_shutdown();

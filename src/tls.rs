@@ -141,7 +141,7 @@ impl ServerCertVerifier for NssNameVerifier {
         }
         let names = cert_names(end_entity.as_ref())
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        if nss_name_matches(&names, &self.expected) {
+        if names.matches(self.expected.as_bytes()) {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName))
@@ -169,14 +169,6 @@ impl ServerCertVerifier for NssNameVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
-}
-
-/// NSS `CERT_VerifyCertName` as far as qnetd needs it: SAN DNS names when the
-/// certificate has any, otherwise the subject CNs; ASCII case-insensitive, whole
-/// name (no wildcards: neither qnetd nor cluster certificates use them).
-pub fn nss_name_matches(names: &CertNames, expected: &str) -> bool {
-    let candidates = if names.dns_names.is_empty() { &names.common_names } else { &names.dns_names };
-    candidates.iter().any(|n| n.eq_ignore_ascii_case(expected))
 }
 
 /// Subject CNs and SAN dNSNames of a DER certificate.
@@ -207,23 +199,6 @@ pub(crate) fn cert_names(der: &[u8]) -> Result<CertNames, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(dns: &[&str], cn: &[&str]) -> CertNames {
-        CertNames {
-            dns_names: dns.iter().map(|s| s.to_string()).collect(),
-            common_names: cn.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    #[test]
-    fn nss_name_rules() {
-        assert!(nss_name_matches(&names(&[], &["Qnetd Server"]), "qnetd server"));
-        assert!(!nss_name_matches(&names(&[], &["Qnetd Server"]), "Qnetd Server."));
-        assert!(!nss_name_matches(&names(&[], &["mycluster"]), "myclust"));
-        // SANs present: CN is not consulted.
-        assert!(!nss_name_matches(&names(&["other"], &["mycluster"]), "mycluster"));
-        assert!(nss_name_matches(&names(&["other", "MyCluster"], &[]), "mycluster"));
-    }
 
     #[test]
     fn names_extracted_from_certificate() {
