@@ -15,3 +15,4 @@ pub mod wire;
 pub mod tls;
 pub mod server;
 pub mod daemon;
+pub mod client;

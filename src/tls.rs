@@ -94,13 +94,22 @@ pub fn client_config(
     ca_der: &[u8],
     client: Option<(Vec<Vec<u8>>, Vec<u8>)>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    client_config_with_versions(ca_der, client, &[&rustls::version::TLS13, &rustls::version::TLS12])
+}
+
+/// [`client_config`] restricted to the given protocol versions (tests of TLS 1.2).
+pub fn client_config_with_versions(
+    ca_der: &[u8],
+    client: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = provider();
     let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots(ca_der)?, provider.clone())
         .build()
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let verifier = Arc::new(NssNameVerifier { inner, expected: QNETD_SERVER_NAME.to_string() });
     let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(versions)
         .map_err(|e| TlsError::Verifier(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
