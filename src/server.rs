@@ -299,6 +299,7 @@ async fn client_task(shared: SharedRef, rt: Rc<Runtime>, id: ConnId, peer: Strin
         End::Eof => {
             debug!("Client {} closed the connection", conn.peer);
         }
+        End::Tls(e) if !conn.tls_reported => warn!("TLS handshake with {} failed: {e}", conn.peer),
         End::Tls(_) | End::TlsSetup(_) => warn!("Client {}: {end}", conn.peer),
         End::Io(_) | End::Internal(_) => warn!("Client {}: {end}", conn.peer),
     }
@@ -492,9 +493,6 @@ impl ClientConn {
                 Err(e) => {
                     // Queue the alert rustls prepared; the caller flushes it.
                     let _ = Self::drain_tls(tls, &mut self.out);
-                    if !self.tls_reported {
-                        warn!("TLS handshake with {} failed: {e}", self.peer);
-                    }
                     return Err(End::Tls(e));
                 }
             };

@@ -220,13 +220,18 @@ impl Daemon {
 
     /// Raw IPC request/reply on the daemon's socket.
     pub fn ipc(&self, request: &str) -> String {
+        self.ipc_raw(request).unwrap()
+    }
+
+    /// Like `ipc`, but reports the errors a close-without-reply can cause.
+    pub fn ipc_raw(&self, request: &str) -> std::io::Result<String> {
         use std::io::{Read, Write};
-        let mut s = std::os::unix::net::UnixStream::connect(&self.sock).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        s.write_all(request.as_bytes()).unwrap();
+        let mut s = std::os::unix::net::UnixStream::connect(&self.sock)?;
+        s.set_read_timeout(Some(WAIT))?;
+        s.write_all(request.as_bytes())?;
         let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
+        s.read_to_string(&mut out)?;
+        Ok(out)
     }
 }
 
