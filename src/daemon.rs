@@ -22,10 +22,12 @@ use crate::settings::{self, Cli, CliError, Settings, TlsMode};
 /// Exit status for every start-up failure, as in C.
 const EXIT_FAILURE: i32 = 1;
 
-/// Entry point of `corosync-qnetd` (arguments without argv\[0\]). Returns the exit status.
-pub fn c_main(args: Vec<String>) -> i32 {
+/// Entry point of `corosync-qnetd`: `prog` is argv\[0\] as invoked (getopt
+/// diagnostics print it as is, like glibc), `args` the arguments after it.
+/// Returns the exit status.
+pub fn c_main(prog: &str, args: &[String]) -> i32 {
     let mut warnings = Vec::new();
-    let parsed = settings::parse_qnetd_args(&args, &mut warnings);
+    let parsed = settings::parse_qnetd_args(args, &mut warnings);
     for w in &warnings {
         eprintln!("corosync-qnetd: {w}");
     }
@@ -39,7 +41,7 @@ pub fn c_main(args: Vec<String>) -> i32 {
             EXIT_FAILURE
         }
         Err(CliError::Usage(m)) => {
-            eprintln!("corosync-qnetd: {m}");
+            eprintln!("{prog}: {m}");
             print!("{}", settings::USAGE);
             EXIT_FAILURE
         }

@@ -14,7 +14,7 @@ fn main() {
     let rest: Vec<String> = args.collect();
     let name = std::path::Path::new(&argv0).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let code = match name.as_str() {
-        "corosync-qnetd" => daemon::c_main(rest),
+        "corosync-qnetd" => daemon::c_main(&argv0, &rest),
         // TODO(certutil): crate::certutil::c_main(rest) once that module lands.
         "corosync-qnetd-certutil" => not_built("corosync-qnetd-certutil"),
         "corosync-qnetd-tool" => qnetd::tool::c_main(&argv0, &rest),

@@ -128,7 +128,7 @@ pub enum Cli {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CliError {
     /// getopt-level problem (unknown option, missing argument): the getopt
-    /// diagnostic goes to stderr as `corosync-qnetd: <msg>`, then [`USAGE`] to stdout.
+    /// diagnostic goes to stderr as `<argv[0]>: <msg>`, then [`USAGE`] to stdout.
     Usage(String),
     /// A bad value: `corosync-qnetd: <msg>` on stderr.
     Invalid(String),
