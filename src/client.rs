@@ -348,8 +348,7 @@ impl Client {
         let seq = self.next_seq();
         let mut m = Message::new(MsgType::NodeList);
         m.seq = Some(seq);
-        m.node_list_type =
-            Some(if initial { NodeListType::InitialConfig } else { NodeListType::ChangedConfig });
+        m.node_list_type = Some(if initial { NodeListType::InitialConfig } else { NodeListType::ChangedConfig });
         m.config_version = version;
         m.nodes = nodes.to_vec();
         self.send(&m).await?;

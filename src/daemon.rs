@@ -346,7 +346,11 @@ fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
-        if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     };
     setopt(libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)?;
     if addr.is_ipv6() {

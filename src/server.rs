@@ -214,7 +214,12 @@ pub fn peer_string(addr: &SocketAddr) -> String {
     format!("{}:{}", addr.ip(), addr.port())
 }
 
-async fn accept_loop(ex: Rc<smol::LocalExecutor<'static>>, shared: SharedRef, rt: Rc<Runtime>, tcp: Async<TcpListener>) {
+async fn accept_loop(
+    ex: Rc<smol::LocalExecutor<'static>>,
+    shared: SharedRef,
+    rt: Rc<Runtime>,
+    tcp: Async<TcpListener>,
+) {
     loop {
         let (stream, addr) = match tcp.accept().await {
             Ok(x) => x,
@@ -357,7 +362,7 @@ impl ClientConn {
                 Wake::Flags | Wake::Writable => continue,
                 Wake::Readable => {}
             }
-            let n = match (&*self.stream.get_ref()).read(&mut buf) {
+            let n = match self.stream.get_ref().read(&mut buf) {
                 Ok(0) => return End::Eof,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => continue,
@@ -427,7 +432,7 @@ impl ClientConn {
     /// Write as much of `out` as the socket takes without blocking.
     fn flush(&mut self) -> io::Result<()> {
         while !self.out.is_empty() {
-            match (&*self.stream.get_ref()).write(&self.out) {
+            match self.stream.get_ref().write(&self.out) {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "socket accepted no bytes")),
                 Ok(n) => {
                     self.out.drain(..n);

@@ -221,16 +221,10 @@ pub fn parse_qnetd_args(args: &[String], warnings: &mut Vec<String>) -> Result<C
     for opt in getopt(args) {
         match opt {
             Opt::Unknown(c) => return Err(CliError::Usage(format!("invalid option -- '{c}'"))),
-            Opt::MissingArg(c) => {
-                return Err(CliError::Usage(format!(
-                    "option requires an argument -- '{c}'"
-                )))
-            }
+            Opt::MissingArg(c) => return Err(CliError::Usage(format!("option requires an argument -- '{c}'"))),
             Opt::Flag('h', _) => return Ok(Cli::Help),
             Opt::Flag('v', _) => return Ok(Cli::Version),
-            Opt::Flag(c, arg) => {
-                s.apply_option(c, arg.as_deref().unwrap_or(""), false, warnings)?
-            }
+            Opt::Flag(c, arg) => s.apply_option(c, arg.as_deref().unwrap_or(""), false, warnings)?,
         }
     }
     Ok(Cli::Run(Box::new(s)))
@@ -262,11 +256,7 @@ impl Settings {
                 let min = if allow_port_zero { 0 } else { 1 };
                 match strtoll(arg, 10) {
                     Some(p) if (min..=65535).contains(&p) => self.shell.port = p as u16,
-                    _ => {
-                        return Err(CliError::Invalid(
-                            "host port must be in range 1-65535".into(),
-                        ))
-                    }
+                    _ => return Err(CliError::Invalid("host port must be in range 1-65535".into())),
                 }
             }
             's' => {
@@ -279,17 +269,12 @@ impl Settings {
                 }
             }
             'c' => {
-                self.core.client_cert_required = parse_bool(arg).ok_or_else(|| {
-                    CliError::Invalid("client_cert_required should be on/yes/1, off/no/0".into())
-                })?
+                self.core.client_cert_required = parse_bool(arg)
+                    .ok_or_else(|| CliError::Invalid("client_cert_required should be on/yes/1, off/no/0".into()))?
             }
             'm' => match strtoll(arg, 10) {
                 Some(n) if n >= 0 => self.core.max_clients = n as u64,
-                _ => {
-                    return Err(CliError::Invalid(format!(
-                        "max clients value {arg} is invalid"
-                    )))
-                }
+                _ => return Err(CliError::Invalid(format!("max clients value {arg} is invalid"))),
             },
             'S' => self.apply_advanced(arg, warnings)?,
             other => return Err(CliError::Usage(format!("invalid option -- '{other}'"))),
@@ -298,11 +283,7 @@ impl Settings {
     }
 
     /// Apply a `-S name=value,...` list (tool-and-files.md §2).
-    pub fn apply_advanced(
-        &mut self,
-        list: &str,
-        warnings: &mut Vec<String>,
-    ) -> Result<(), CliError> {
+    pub fn apply_advanced(&mut self, list: &str, warnings: &mut Vec<String>) -> Result<(), CliError> {
         for item in list.split(',') {
             let (name, value) = match item.split_once('=') {
                 Some((n, v)) => (n, v),
@@ -319,53 +300,32 @@ impl Settings {
 
     /// Apply one advanced setting. Names are case-insensitive; messages quote the
     /// name as given.
-    pub fn apply_setting(
-        &mut self,
-        name: &str,
-        value: &str,
-        warnings: &mut Vec<String>,
-    ) -> Result<(), CliError> {
+    pub fn apply_setting(&mut self, name: &str, value: &str, warnings: &mut Vec<String>) -> Result<(), CliError> {
         let bad = || CliError::Invalid(format!("Invalid value '{value}' for option '{name}'"));
-        let int = |min: i64, max: i64| {
-            strtoll(value, 10)
-                .filter(|v| (min..=max).contains(v))
-                .ok_or_else(bad)
-        };
+        let int = |min: i64, max: i64| strtoll(value, 10).filter(|v| (min..=max).contains(v)).ok_or_else(bad);
         let c = &mut self.core;
         let sh = &mut self.shell;
         match name.to_ascii_lowercase().as_str() {
             "listen_backlog" => sh.listen_backlog = int(1, i32::MAX as i64)? as i32,
-            "max_client_send_buffers" => {
-                sh_usize(&mut c.max_client_send_buffers, int(2, i64::MAX)?)
-            }
+            "max_client_send_buffers" => sh_usize(&mut c.max_client_send_buffers, int(2, i64::MAX)?),
             "max_client_send_size" => c.max_client_send_size = saturate_u32(int(16, i64::MAX)?),
-            "max_client_receive_size" => {
-                c.max_client_receive_size = saturate_u32(int(16, i64::MAX)?)
-            }
+            "max_client_receive_size" => c.max_client_receive_size = saturate_u32(int(16, i64::MAX)?),
             "nss_db_dir" => sh.nss_db_dir = PathBuf::from(value),
             "cert_nickname" => sh.cert_nickname = value.to_string(),
             "heartbeat_interval_min" => c.heartbeat_interval_min = int(1, u32::MAX as i64)? as u32,
             "heartbeat_interval_max" => c.heartbeat_interval_max = int(1, u32::MAX as i64)? as u32,
             "dpd_enabled" => c.dpd_enabled = parse_bool(value).ok_or_else(bad)?,
             "dpd_interval_coefficient" => {
-                c.dpd_interval_coefficient = strtod(value)
-                    .filter(|v| (1.0..=1000.0).contains(v))
-                    .ok_or_else(bad)?
+                c.dpd_interval_coefficient = strtod(value).filter(|v| (1.0..=1000.0).contains(v)).ok_or_else(bad)?
             }
-            "dpd_interval" => warnings.push(format!(
-                "Option '{name}' is deprecated and has no effect anymore"
-            )),
+            "dpd_interval" => warnings.push(format!("Option '{name}' is deprecated and has no effect anymore")),
             "lock_file" => sh.lock_file = PathBuf::from(value),
             "local_socket_file" => sh.local_socket_file = PathBuf::from(value),
             "local_socket_umask" => {
                 sh.local_socket_umask = if value.is_empty() {
                     None
                 } else {
-                    Some(
-                        strtoll(value, 8)
-                            .filter(|v| (0..=0o777).contains(v))
-                            .ok_or_else(bad)? as u32,
-                    )
+                    Some(strtoll(value, 8).filter(|v| (0..=0o777).contains(v)).ok_or_else(bad)? as u32)
                 }
             }
             "local_socket_gid" => sh.local_socket_gid = parse_gid(value).ok_or_else(bad)?,
@@ -424,11 +384,7 @@ pub fn strtoll(s: &str, radix: u32) -> Option<i64> {
     for ch in digits.chars() {
         let d = ch.to_digit(radix)? as i64;
         v = v.checked_mul(radix as i64)?;
-        v = if neg {
-            v.checked_sub(d)?
-        } else {
-            v.checked_add(d)?
-        };
+        v = if neg { v.checked_sub(d)? } else { v.checked_add(d)? };
     }
     Some(v)
 }
@@ -453,11 +409,7 @@ pub fn strtod(s: &str) -> Option<f64> {
     } else {
         // Rust's grammar is the C decimal grammar minus whitespace and hex, which
         // were handled above; reject the words Rust would also take.
-        if body.is_empty()
-            || body.starts_with(['+', '-'])
-            || lower.contains("inf")
-            || lower.contains("nan")
-        {
+        if body.is_empty() || body.starts_with(['+', '-']) || lower.contains("inf") || lower.contains("nan") {
             return None;
         }
         body.parse::<f64>().ok()?
@@ -506,11 +458,7 @@ fn parse_gid(value: &str) -> Option<Option<u32>> {
     if let Some(n) = strtoll(value, 10) {
         return match n {
             -1 => Some(None),
-            n if (0..=u32::MAX as i64).contains(&n) => Some(if n == u32::MAX as i64 {
-                None
-            } else {
-                Some(n as u32)
-            }),
+            n if (0..=u32::MAX as i64).contains(&n) => Some(if n == u32::MAX as i64 { None } else { Some(n as u32) }),
             _ => None,
         };
     }
@@ -527,15 +475,7 @@ fn lookup_group(name: &str) -> Option<u32> {
         let mut grp: libc::group = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::group = std::ptr::null_mut();
         // SAFETY: all pointers are valid for the duration of the call.
-        let rc = unsafe {
-            libc::getgrnam_r(
-                cname.as_ptr(),
-                &mut grp,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
+        let rc = unsafe { libc::getgrnam_r(cname.as_ptr(), &mut grp, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
         if rc == libc::ERANGE && size < 1 << 20 {
             size *= 2;
             continue;
@@ -576,11 +516,7 @@ mod tests {
 
     fn bad_value(kv: &str) {
         let (name, value) = kv.split_once('=').unwrap_or((kv, ""));
-        assert_eq!(
-            invalid(&["-S", kv]),
-            format!("Invalid value '{value}' for option '{name}'"),
-            "{kv}"
-        );
+        assert_eq!(invalid(&["-S", kv]), format!("Invalid value '{value}' for option '{name}'"), "{kv}");
     }
 
     #[test]
@@ -605,36 +541,18 @@ mod tests {
     #[test]
     fn help_and_version_stop_the_scan() {
         let mut w = Vec::new();
-        assert_eq!(
-            parse_qnetd_args(&args(&["-h", "-p", "0"]), &mut w),
-            Ok(Cli::Help)
-        );
-        assert_eq!(
-            parse_qnetd_args(&args(&["-v", "-p", "0"]), &mut w),
-            Ok(Cli::Version)
-        );
+        assert_eq!(parse_qnetd_args(&args(&["-h", "-p", "0"]), &mut w), Ok(Cli::Help));
+        assert_eq!(parse_qnetd_args(&args(&["-v", "-p", "0"]), &mut w), Ok(Cli::Version));
         // An error before -h wins.
-        assert_eq!(
-            invalid(&["-p", "0", "-h"]),
-            "host port must be in range 1-65535"
-        );
-        assert_eq!(
-            parse_qnetd_args(&args(&["extra", "-h"]), &mut w),
-            Ok(Cli::Help)
-        );
-        assert!(matches!(
-            parse_qnetd_args(&args(&["--", "-h"]), &mut w),
-            Ok(Cli::Run(_))
-        ));
+        assert_eq!(invalid(&["-p", "0", "-h"]), "host port must be in range 1-65535");
+        assert_eq!(parse_qnetd_args(&args(&["extra", "-h"]), &mut w), Ok(Cli::Help));
+        assert!(matches!(parse_qnetd_args(&args(&["--", "-h"]), &mut w), Ok(Cli::Run(_))));
     }
 
     #[test]
     fn getopt_errors() {
         let mut w = Vec::new();
-        assert_eq!(
-            parse_qnetd_args(&args(&["-x"]), &mut w),
-            Err(CliError::Usage("invalid option -- 'x'".into()))
-        );
+        assert_eq!(parse_qnetd_args(&args(&["-x"]), &mut w), Err(CliError::Usage("invalid option -- 'x'".into())));
         assert_eq!(
             parse_qnetd_args(&args(&["-f", "-p"]), &mut w),
             Err(CliError::Usage("option requires an argument -- 'p'".into()))
@@ -667,11 +585,7 @@ mod tests {
         }
         assert_eq!(run(&["-p", "010"]).unwrap().shell.port, 10);
         for bad in ["0", "65536", "-5", "5x", "", "0x10", "5 ", "abc"] {
-            assert_eq!(
-                invalid(&["-p", bad]),
-                "host port must be in range 1-65535",
-                "{bad:?}"
-            );
+            assert_eq!(invalid(&["-p", bad]), "host port must be in range 1-65535", "{bad:?}");
         }
         let mut s = Settings::default();
         assert!(s.apply_option('p', "0", true, &mut Vec::new()).is_ok());
@@ -684,10 +598,7 @@ mod tests {
         assert_eq!(run(&["-s", "on"]).unwrap().core.tls, TlsMode::On);
         assert_eq!(run(&["-s", "Req"]).unwrap().core.tls, TlsMode::Required);
         // Deliberate deviation: the man page's word is accepted.
-        assert_eq!(
-            run(&["-s", "required"]).unwrap().core.tls,
-            TlsMode::Required
-        );
+        assert_eq!(run(&["-s", "required"]).unwrap().core.tls, TlsMode::Required);
         for bad in ["", "yes", "1", "requir"] {
             assert_eq!(invalid(&["-s", bad]), "tls must be one of on, off, req");
         }
@@ -695,25 +606,11 @@ mod tests {
 
     #[test]
     fn client_cert() {
-        for (v, want) in [
-            ("on", true),
-            ("YES", true),
-            ("1", true),
-            ("off", false),
-            ("No", false),
-            ("0", false),
-        ] {
-            assert_eq!(
-                run(&["-c", v]).unwrap().core.client_cert_required,
-                want,
-                "{v}"
-            );
+        for (v, want) in [("on", true), ("YES", true), ("1", true), ("off", false), ("No", false), ("0", false)] {
+            assert_eq!(run(&["-c", v]).unwrap().core.client_cert_required, want, "{v}");
         }
         for bad in ["", "2", "true"] {
-            assert_eq!(
-                invalid(&["-c", bad]),
-                "client_cert_required should be on/yes/1, off/no/0"
-            );
+            assert_eq!(invalid(&["-c", bad]), "client_cert_required should be on/yes/1, off/no/0");
         }
     }
 
@@ -721,27 +618,9 @@ mod tests {
     fn max_clients() {
         assert_eq!(run(&["-m", "0"]).unwrap().core.max_clients, 0);
         assert_eq!(run(&["-m", " 5"]).unwrap().core.max_clients, 5);
-        assert_eq!(
-            run(&["-m", "9223372036854775807"])
-                .unwrap()
-                .core
-                .max_clients,
-            i64::MAX as u64
-        );
-        for bad in [
-            "-1",
-            "abc",
-            "5x",
-            "0x10",
-            "",
-            "5 ",
-            "9223372036854775808",
-            "99999999999999999999",
-        ] {
-            assert_eq!(
-                invalid(&["-m", bad]),
-                format!("max clients value {bad} is invalid")
-            );
+        assert_eq!(run(&["-m", "9223372036854775807"]).unwrap().core.max_clients, i64::MAX as u64);
+        for bad in ["-1", "abc", "5x", "0x10", "", "5 ", "9223372036854775808", "99999999999999999999"] {
+            assert_eq!(invalid(&["-m", bad]), format!("max clients value {bad} is invalid"));
         }
     }
 
@@ -755,26 +634,14 @@ mod tests {
         assert!(run(&["-S", ",foo=1"]).is_ok());
         assert!(run(&["-S", "listen_backlog=5,=3,foo=1"]).is_ok());
         // Further '=' belong to the value; names are case-insensitive.
-        assert_eq!(
-            set("NSS_DB_DIR=/a=b").shell.nss_db_dir,
-            PathBuf::from("/a=b")
-        );
+        assert_eq!(set("NSS_DB_DIR=/a=b").shell.nss_db_dir, PathBuf::from("/a=b"));
         assert_eq!(invalid(&["-S", "a=b=c"]), "Unknown option 'a'");
         assert_eq!(invalid(&["-S", "foo=1"]), "Unknown option 'foo'");
-        assert_eq!(
-            invalid(&["-S", " listen_backlog=5"]),
-            "Unknown option ' listen_backlog'"
-        );
-        assert_eq!(
-            invalid(&["-S", "dpd_interval_coefficient=1,5"]),
-            "Unknown option '5'"
-        );
+        assert_eq!(invalid(&["-S", " listen_backlog=5"]), "Unknown option ' listen_backlog'");
+        assert_eq!(invalid(&["-S", "dpd_interval_coefficient=1,5"]), "Unknown option '5'");
         // An item without '=' has an empty value.
         bad_value("listen_backlog");
-        assert_eq!(
-            invalid(&["-S", "LISTEN_BACKLOG=x"]),
-            "Invalid value 'x' for option 'LISTEN_BACKLOG'"
-        );
+        assert_eq!(invalid(&["-S", "LISTEN_BACKLOG=x"]), "Invalid value 'x' for option 'LISTEN_BACKLOG'");
         // Later values override; errors in later -S still count.
         assert_eq!(
             invalid(&["-S", "listen_backlog=1", "-S", "listen_backlog=0"]),
@@ -786,16 +653,10 @@ mod tests {
     fn deprecated_dpd_interval_warns_and_continues() {
         let mut w = Vec::new();
         let r = parse_qnetd_args(&args(&["-S", "DPD_INTERVAL=3", "-p", "0"]), &mut w);
-        assert_eq!(
-            w,
-            vec!["Option 'DPD_INTERVAL' is deprecated and has no effect anymore".to_string()]
-        );
+        assert_eq!(w, vec!["Option 'DPD_INTERVAL' is deprecated and has no effect anymore".to_string()]);
         assert!(matches!(r, Err(CliError::Invalid(_))));
         let mut w = Vec::new();
-        assert!(matches!(
-            parse_qnetd_args(&args(&["-S", "dpd_interval"]), &mut w),
-            Ok(Cli::Run(_))
-        ));
+        assert!(matches!(parse_qnetd_args(&args(&["-S", "dpd_interval"]), &mut w), Ok(Cli::Run(_))));
         assert_eq!(w.len(), 1);
     }
 
@@ -803,16 +664,9 @@ mod tests {
     fn int_backlogs() {
         for name in ["listen_backlog", "local_socket_backlog"] {
             let s = set(&format!("{name}=2147483647"));
-            let got = if name == "listen_backlog" {
-                s.shell.listen_backlog
-            } else {
-                s.shell.local_socket_backlog
-            };
+            let got = if name == "listen_backlog" { s.shell.listen_backlog } else { s.shell.local_socket_backlog };
             assert_eq!(got, i32::MAX);
-            assert_eq!(
-                set(&format!("{name}= 1")).shell.listen_backlog,
-                if name == "listen_backlog" { 1 } else { 10 }
-            );
+            assert_eq!(set(&format!("{name}= 1")).shell.listen_backlog, if name == "listen_backlog" { 1 } else { 10 });
             for bad in ["0", "-1", "2147483648", "+", "5 ", "0x10", "x"] {
                 bad_value(&format!("{name}={bad}"));
             }
@@ -823,44 +677,22 @@ mod tests {
 
     #[test]
     fn client_buffers_and_sizes() {
-        assert_eq!(
-            set("max_client_send_buffers=2")
-                .core
-                .max_client_send_buffers,
-            2
-        );
-        assert_eq!(
-            set("max_client_send_buffers=9999999999999")
-                .core
-                .max_client_send_buffers,
-            9_999_999_999_999
-        );
+        assert_eq!(set("max_client_send_buffers=2").core.max_client_send_buffers, 2);
+        assert_eq!(set("max_client_send_buffers=9999999999999").core.max_client_send_buffers, 9_999_999_999_999);
         bad_value("max_client_send_buffers=1");
         bad_value("max_client_send_buffers=-3");
         assert_eq!(set("max_client_send_size=16").core.max_client_send_size, 16);
-        assert_eq!(
-            set("max_client_send_size=99999999999")
-                .core
-                .max_client_send_size,
-            u32::MAX
-        );
+        assert_eq!(set("max_client_send_size=99999999999").core.max_client_send_size, u32::MAX);
         bad_value("max_client_send_size=15");
         bad_value("max_client_send_size=-5");
-        assert_eq!(
-            set("max_client_receive_size=65536")
-                .core
-                .max_client_receive_size,
-            65536
-        );
+        assert_eq!(set("max_client_receive_size=65536").core.max_client_receive_size, 65536);
         bad_value("max_client_receive_size=15");
         bad_value("max_client_receive_size=");
     }
 
     #[test]
     fn string_settings() {
-        let s = set(
-            "nss_db_dir=/x/db,cert_nickname=My Cert,lock_file=/x/l.pid,local_socket_file=/x/s.sock",
-        );
+        let s = set("nss_db_dir=/x/db,cert_nickname=My Cert,lock_file=/x/l.pid,local_socket_file=/x/s.sock");
         assert_eq!(s.shell.nss_db_dir, PathBuf::from("/x/db"));
         assert_eq!(s.shell.cert_nickname, "My Cert");
         assert_eq!(s.shell.lock_file, PathBuf::from("/x/l.pid"));
@@ -874,11 +706,7 @@ mod tests {
     fn heartbeat_bounds() {
         for name in ["heartbeat_interval_min", "heartbeat_interval_max"] {
             let s = set(&format!("{name}=4294967295"));
-            let got = if name.ends_with("min") {
-                s.core.heartbeat_interval_min
-            } else {
-                s.core.heartbeat_interval_max
-            };
+            let got = if name.ends_with("min") { s.core.heartbeat_interval_min } else { s.core.heartbeat_interval_max };
             assert_eq!(got, u32::MAX);
             for bad in ["0", "-1", "4294967296", "1.5"] {
                 bad_value(&format!("{name}={bad}"));
@@ -886,26 +714,15 @@ mod tests {
         }
         // min <= max is not checked (as in C).
         let s = set("heartbeat_interval_min=5000,heartbeat_interval_max=1000");
-        assert_eq!(
-            (s.core.heartbeat_interval_min, s.core.heartbeat_interval_max),
-            (5000, 1000)
-        );
+        assert_eq!((s.core.heartbeat_interval_min, s.core.heartbeat_interval_max), (5000, 1000));
     }
 
     #[test]
     fn booleans() {
         assert!(!set("dpd_enabled=no").core.dpd_enabled);
         assert!(set("dpd_enabled=YES").core.dpd_enabled);
-        assert!(
-            set("keep_active_partition_tie_breaker=On")
-                .core
-                .keep_active_partition_tie_breaker
-        );
-        assert!(
-            !set("keep_active_partition_tie_breaker=0")
-                .core
-                .keep_active_partition_tie_breaker
-        );
+        assert!(set("keep_active_partition_tie_breaker=On").core.keep_active_partition_tie_breaker);
+        assert!(!set("keep_active_partition_tie_breaker=0").core.keep_active_partition_tie_breaker);
         bad_value("dpd_enabled=maybe");
         bad_value("keep_active_partition_tie_breaker=2");
         bad_value("dpd_enabled=");
@@ -913,11 +730,7 @@ mod tests {
 
     #[test]
     fn dpd_coefficient_strtod() {
-        let c = |v: &str| {
-            set(&format!("dpd_interval_coefficient={v}"))
-                .core
-                .dpd_interval_coefficient
-        };
+        let c = |v: &str| set(&format!("dpd_interval_coefficient={v}")).core.dpd_interval_coefficient;
         assert_eq!(c("1"), 1.0);
         assert_eq!(c("1000"), 1000.0);
         assert_eq!(c("1e2"), 100.0);
@@ -950,27 +763,15 @@ mod tests {
     #[test]
     fn socket_umask_and_gid() {
         assert_eq!(set("local_socket_umask=").shell.local_socket_umask, None);
-        assert_eq!(
-            set("local_socket_umask=0777").shell.local_socket_umask,
-            Some(0o777)
-        );
-        assert_eq!(
-            set("local_socket_umask=027").shell.local_socket_umask,
-            Some(0o27)
-        );
+        assert_eq!(set("local_socket_umask=0777").shell.local_socket_umask, Some(0o777));
+        assert_eq!(set("local_socket_umask=027").shell.local_socket_umask, Some(0o27));
         for bad in ["0999", "1000", "-1", "8", "x"] {
             bad_value(&format!("local_socket_umask={bad}"));
         }
         assert_eq!(set("local_socket_gid=").shell.local_socket_gid, None);
         assert_eq!(set("local_socket_gid=-1").shell.local_socket_gid, None);
-        assert_eq!(
-            set("local_socket_gid=4294967295").shell.local_socket_gid,
-            None
-        );
-        assert_eq!(
-            set("local_socket_gid=123").shell.local_socket_gid,
-            Some(123)
-        );
+        assert_eq!(set("local_socket_gid=4294967295").shell.local_socket_gid, None);
+        assert_eq!(set("local_socket_gid=123").shell.local_socket_gid, Some(123));
         // "root" is group 0 on every system this runs on.
         assert_eq!(set("local_socket_gid=root").shell.local_socket_gid, Some(0));
         bad_value("local_socket_gid=-2");
@@ -981,15 +782,9 @@ mod tests {
     #[test]
     fn ipc_limits() {
         assert_eq!(set("ipc_max_clients=0").shell.ipc_max_clients, 0);
-        assert_eq!(
-            set("ipc_max_clients=99999999999").shell.ipc_max_clients,
-            99_999_999_999
-        );
+        assert_eq!(set("ipc_max_clients=99999999999").shell.ipc_max_clients, 99_999_999_999);
         bad_value("ipc_max_clients=-1");
-        assert_eq!(
-            set("ipc_max_receive_size=1024").shell.ipc_max_receive_size,
-            1024
-        );
+        assert_eq!(set("ipc_max_receive_size=1024").shell.ipc_max_receive_size, 1024);
         bad_value("ipc_max_receive_size=1023");
         assert_eq!(set("ipc_max_send_size=1024").shell.ipc_max_send_size, 1024);
         bad_value("ipc_max_send_size=1023");

@@ -110,11 +110,7 @@ fn command_line_matches_the_c_daemon() {
         let r_out = String::from_utf8_lossy(&r.stdout).into_owned();
         if case.contains(&"-v") {
             // Only the version differs.
-            c_out = c_out.replacen(
-                c_out.split('\'').nth(1).unwrap_or(""),
-                r_out.split('\'').nth(1).unwrap_or(""),
-                1,
-            );
+            c_out = c_out.replacen(c_out.split('\'').nth(1).unwrap_or(""), r_out.split('\'').nth(1).unwrap_or(""), 1);
         }
         // getopt prints argv[0] as invoked; the paths differ.
         let c_err = String::from_utf8_lossy(&c.stderr).replace(C_QNETD, "PROG");

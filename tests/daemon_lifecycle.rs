@@ -61,7 +61,9 @@ fn ipc_oversize_request_is_closed_without_reply() {
     // Closed without a reply (a reset while we still write counts as that too).
     match d.ipc_raw(&long) {
         Ok(reply) => assert_eq!(reply, ""),
-        Err(e) => assert!(matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe), "{e}"),
+        Err(e) => {
+            assert!(matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe), "{e}")
+        }
     }
     assert!(d.ipc("status\n").starts_with("OK\n"), "the daemon still answers");
 }

@@ -110,12 +110,9 @@ fn two_node_ffsplit_cluster_gets_ack_over_tls() {
 fn tls12_only_client_is_served() {
     let pki = Pki::new("QNet CA");
     let d = Daemon::start("tls12", Some(&pki), &[]);
-    let cfg = qnetd::tls::client_config_with_versions(
-        &pki.ca_der(),
-        Some(pki.client_cert("c1")),
-        &[&rustls::version::TLS12],
-    )
-    .unwrap();
+    let cfg =
+        qnetd::tls::client_config_with_versions(&pki.ca_der(), Some(pki.client_cert("c1")), &[&rustls::version::TLS12])
+            .unwrap();
     block_on(async {
         let c = Client::connect_and_init(d.addr, b"c1", Some(cfg), &InitParams::new(1), WAIT).await;
         assert!(c.is_ok(), "{:?}", c.err());
@@ -172,8 +169,9 @@ fn certificate_for_another_cluster_is_dropped_at_init() {
         let r = c.init(&InitParams::new(1), WAIT).await;
         assert!(matches!(&r, Err(e) if e.is_disconnect()), "{r:?}");
         // Case-insensitive CN match is accepted (NSS rule).
-        let ok = Client::connect_and_init(d.addr, b"C1", Some(pki.client_config(Some("c1"))), &InitParams::new(1), WAIT)
-            .await;
+        let ok =
+            Client::connect_and_init(d.addr, b"C1", Some(pki.client_config(Some("c1"))), &InitParams::new(1), WAIT)
+                .await;
         assert!(ok.is_ok(), "{:?}", ok.err());
     });
 }
@@ -226,7 +224,7 @@ fn oversize_frame_gets_server_error_5_and_connection_is_kept() {
         let body_len = 40_000u32;
         let mut frame = vec![0, 8];
         frame.extend_from_slice(&body_len.to_be_bytes());
-        frame.extend(std::iter::repeat(0xAB).take(body_len as usize));
+        frame.extend(std::iter::repeat_n(0xAB, body_len as usize));
         c.send_raw(&frame).await.unwrap();
         let e = c.recv(WAIT).await.unwrap();
         assert_eq!(server_error_code(&e), Some(ErrorCode::MessageTooLong as u16), "{e:?}");
@@ -309,10 +307,7 @@ fn invalid_sni_qnetd_server_is_accepted() {
     }
     let pki = Pki::new("QNet CA");
     let d = Daemon::start("sni", Some(&pki), &["-c", "off"]);
-    let ca_pem = format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        base64(&pki.ca_der())
-    );
+    let ca_pem = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", base64(&pki.ca_der()));
     let ca_path = d.dir.join("ca.pem");
     std::fs::File::create(&ca_path).unwrap().write_all(ca_pem.as_bytes()).unwrap();
     let script = r#"
@@ -336,7 +331,11 @@ print("version", t.version())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains("version TLS"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains("version TLS"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(d.log.wait_for("TLS established with", WAIT).is_some(), "{}", d.log.text());
 }
 

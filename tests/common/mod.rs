@@ -186,7 +186,8 @@ impl Daemon {
         let sock = dir.join("run/qnetd.sock");
         let (child, log) = spawn_run(&dir, &lock, &sock, args);
         let line = log.wait_for("QNetd listening on", WAIT);
-        let mut d = Daemon { child, addr: "127.0.0.1:1".parse().unwrap(), dir, data_dir, lock, sock, log, exited: None };
+        let mut d =
+            Daemon { child, addr: "127.0.0.1:1".parse().unwrap(), dir, data_dir, lock, sock, log, exited: None };
         match line {
             Some(l) => d.addr = listening_addr(&l),
             None => panic!("daemon did not start; log:\n{}", d.log.text()),
