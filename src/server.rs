@@ -183,7 +183,8 @@ async fn timer_task(shared: SharedRef) {
         let deadline = {
             let mut sh = shared.borrow_mut();
             sh.timer_dirty = false;
-            sh.inst.poll_timeout().map(|ms| sh.start + Duration::from_millis(ms))
+            // A deadline too far to represent is as good as none.
+            sh.inst.poll_timeout().and_then(|ms| sh.start.checked_add(Duration::from_millis(ms)))
         };
         let sleep = async {
             match deadline {
@@ -468,7 +469,8 @@ impl ClientConn {
             let mut sh = shared.borrow_mut();
             let id = self.id;
             let n = sh.core(|inst, now| inst.handle_input(now, id, &data[off..]));
-            off += n;
+            // Never trust a count beyond what was given (slicing must not panic).
+            off = (off + n).min(data.len());
             let slot = sh.slots.get_mut(&id).ok_or(End::Internal("connection slot vanished"))?;
             if let Some(reason) = slot.close.take() {
                 return Err(End::Core(reason));
@@ -541,7 +543,8 @@ impl ClientConn {
             let mut sh = shared.borrow_mut();
             let id = self.id;
             let n = sh.core(|inst, now| inst.handle_input(now, id, &data[off..]));
-            off += n;
+            // Never trust a count beyond what was given (slicing must not panic).
+            off = (off + n).min(data.len());
             let slot = sh.slots.get_mut(&id).ok_or(End::Internal("connection slot vanished"))?;
             if let Some(reason) = slot.close.take() {
                 return Err(End::Core(reason));

@@ -176,3 +176,46 @@ fn daemonize_failure_is_reported_by_the_parent() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("another instance is running"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Start `qnetd run` without `-l` (plus `extra`), connect to 127.0.0.1 and
+/// return the peer address the daemon logged for us.
+fn wildcard_peer(extra: &[&str]) -> (String, String) {
+    let dir = temp_dir("wildcard");
+    let mut cmd = Command::new(common::qnetd_bin());
+    cmd.args(["run", "-s", "off", "-p", "0", "--lock-file"])
+        .arg(dir.join("q.pid"))
+        .arg("--socket")
+        .arg(dir.join("q.sock"))
+        .args(extra)
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let (mut child, log) = spawn_logged(cmd);
+    let line = log.wait_for("QNetd listening on ", WAIT).expect("no listening line");
+    let bound = line.split("QNetd listening on ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let port: u16 = bound.rsplit(':').next().unwrap().parse().unwrap();
+    block_on(async {
+        let mut c = Client::connect(([127, 0, 0, 1], port).into()).await.unwrap();
+        c.preinit(b"c1", WAIT).await.unwrap();
+    });
+    let peer = log.wait_for("New client connected from ", WAIT).expect("no connect line");
+    // SAFETY: our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    (bound, peer.split("New client connected from ").nth(1).unwrap().to_string())
+}
+
+#[test]
+fn wildcard_listener_is_dual_stack_like_c() {
+    let (bound, peer) = wildcard_peer(&[]);
+    assert!(bound.starts_with("[::]:"), "{bound}");
+    assert!(peer.starts_with("::ffff:127.0.0.1:"), "IPv4 peers show as mapped addresses: {peer}");
+}
+
+#[test]
+fn ipv4_only_listener_with_4() {
+    let (bound, peer) = wildcard_peer(&["-4"]);
+    assert!(bound.starts_with("0.0.0.0:"), "{bound}");
+    assert!(peer.starts_with("127.0.0.1:"), "{peer}");
+}

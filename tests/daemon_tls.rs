@@ -339,6 +339,89 @@ print("version", t.version())
     assert!(d.log.wait_for("TLS established with", WAIT).is_some(), "{}", d.log.text());
 }
 
+/// PREINIT, STARTTLS and the ClientHello in one write (a client may pipeline):
+/// the PREINIT_REPLY must come back in plaintext, and the bytes after STARTTLS in
+/// the same read must reach TLS. Uses python3's ssl with memory BIOs.
+#[test]
+fn pipelined_preinit_starttls_and_client_hello() {
+    let has_python =
+        std::process::Command::new("python3").args(["-c", "import ssl"]).status().map(|s| s.success()).unwrap_or(false);
+    if !has_python {
+        eprintln!("python3 with ssl not available: skipping the pipelining test");
+        return;
+    }
+    let pki = Pki::new("QNet CA");
+    let d = Daemon::start("pipeline", Some(&pki), &["-c", "off"]);
+    let ca_path = d.dir.join("ca.pem");
+    let pem = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", base64(&pki.ca_der()));
+    std::fs::write(&ca_path, pem).unwrap();
+    let script = r#"
+import socket, ssl, struct, sys
+host, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection((host, port), timeout=10)
+def tlv(t, v): return struct.pack(">HH", t, len(v)) + v
+def frame(t, body): return struct.pack(">HI", t, len(body)) + body
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.load_verify_locations(ca)
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+obj = ctx.wrap_bio(inc, out, server_hostname="Qnetd Server")
+try:
+    obj.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+s.sendall(frame(0, tlv(0, struct.pack(">I", 1)) + tlv(1, b"c1")) + frame(2, tlv(0, struct.pack(">I", 2))) + out.read())
+pending = b""
+def recv_exact(n):
+    global pending
+    while len(pending) < n:
+        c = s.recv(65536)
+        if not c:
+            raise SystemExit("eof")
+        pending += c
+    r, pending = pending[:n], pending[n:]
+    return r
+t, l = struct.unpack(">HI", recv_exact(6))
+recv_exact(l)
+assert t == 1, "expected PREINIT_REPLY in plaintext, got type %d" % t
+inc.write(pending)
+while True:
+    try:
+        obj.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        if out.pending:
+            s.sendall(out.read())
+        c = s.recv(65536)
+        if not c:
+            raise SystemExit("eof in handshake")
+        inc.write(c)
+obj.write(frame(8, tlv(0, struct.pack(">I", 9))))
+s.sendall(out.read())
+buf = b""
+while len(buf) < 6 or len(buf) < 6 + struct.unpack(">HI", buf[:6])[1]:
+    try:
+        buf += obj.read(65536)
+    except ssl.SSLWantReadError:
+        c = s.recv(65536)
+        if not c:
+            raise SystemExit("eof")
+        inc.write(c)
+print("reply-type", struct.unpack(">H", buf[:2])[0], obj.version())
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, "127.0.0.1", &d.addr.port().to_string(), ca_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // ECHO_REQUEST before INIT → SERVER_ERROR (type 5), through TLS.
+    assert!(
+        out.status.success() && stdout.contains("reply-type 5 TLS"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
