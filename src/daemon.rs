@@ -53,25 +53,74 @@ pub fn c_main(prog: &str, args: &[String]) -> i32 {
     }
 }
 
-/// Logging to stderr; `-d` enables debug. rustls's own messages are kept to
-/// errors (it warns about the real client's SNI "Qnetd Server" on every
-/// connection) unless `-d` is given twice.
-pub fn init_logging(debug: u8) {
+/// Logging: stderr (simple_logger's format) always, plus syslog (ident
+/// `corosync-qnetd`, facility daemon) when `syslog` is set, as the C daemon
+/// does. `-d` enables debug. rustls's own messages are kept to errors (it warns
+/// about the real client's SNI "Qnetd Server" on every connection) unless `-d`
+/// is given twice.
+///
+/// Stderr stays useful after daemonizing only until stdio is detached, which
+/// happens once start-up succeeded; from then on syslog is the daemon's log.
+pub fn init_logging(debug: u8, syslog: bool) {
     let level = if debug > 0 { LevelFilter::Debug } else { LevelFilter::Info };
     let rustls_level = if debug > 1 { LevelFilter::Debug } else { LevelFilter::Error };
-    let logger = simple_logger::SimpleLogger::new()
+    let stderr = simple_logger::SimpleLogger::new()
         .with_level(level)
         .with_module_level("rustls", rustls_level)
         .with_module_level("polling", LevelFilter::Info)
         .with_module_level("async_io", LevelFilter::Info)
         .with_utc_timestamps();
+    if syslog {
+        // SAFETY: the ident is a static C string, as openlog requires.
+        unsafe { libc::openlog(c"corosync-qnetd".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
+    }
+    let max = stderr.max_level();
+    let logger: &'static Logger = Box::leak(Box::new(Logger { stderr, syslog }));
     // A second init (tests calling start twice) keeps the first logger.
-    let _ = logger.init();
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// simple_logger for stderr (and for the level filter), syslog beside it.
+struct Logger {
+    stderr: simple_logger::SimpleLogger,
+    syslog: bool,
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.stderr.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        self.stderr.log(record);
+        if self.syslog {
+            let prio = match record.level() {
+                log::Level::Error => libc::LOG_ERR,
+                log::Level::Warn => libc::LOG_WARNING,
+                log::Level::Info => libc::LOG_INFO,
+                log::Level::Debug | log::Level::Trace => libc::LOG_DEBUG,
+            };
+            let text = record.args().to_string().replace('\0', " ");
+            if let Ok(c) = std::ffi::CString::new(text) {
+                // SAFETY: constant format string with one %s and a valid C string.
+                unsafe { libc::syslog(prio, c"%s".as_ptr(), c.as_ptr()) };
+            }
+        }
+    }
+
+    fn flush(&self) {
+        self.stderr.flush();
+    }
 }
 
 /// Run the daemon with parsed settings. Returns the exit status.
 pub fn start(s: Settings) -> i32 {
-    init_logging(s.shell.debug);
+    init_logging(s.shell.debug, s.shell.syslog);
     match start_inner(s) {
         Ok(()) => 0,
         Err(e) => {

@@ -64,6 +64,9 @@ struct RunArgs {
     /// debug logging
     #[argh(switch, short = 'd')]
     debug: bool,
+    /// also log to syslog (ident corosync-qnetd, facility daemon)
+    #[argh(switch)]
+    syslog: bool,
     /// listen address or host name (default: all, dual-stack)
     #[argh(option, short = 'l')]
     listen_addr: Option<String>,
@@ -156,6 +159,7 @@ fn qnetd_main(rest: &[String]) -> i32 {
 fn run_settings(r: RunArgs) -> Result<Settings, CliError> {
     let mut s = Settings::default();
     s.shell.foreground = !r.daemonize;
+    s.shell.syslog = r.syslog;
     let mut warnings = Vec::new();
     if r.debug {
         s.apply_option('d', "", true, &mut warnings)?;

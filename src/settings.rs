@@ -70,6 +70,9 @@ pub struct ShellSettings {
     pub ipv6_only: bool,
     pub foreground: bool,
     pub debug: u8,
+    /// Log to syslog as well as stderr (the C daemon always does; `qnetd run`
+    /// only with `--syslog`).
+    pub syslog: bool,
     pub listen_backlog: i32,
     pub nss_db_dir: PathBuf,
     pub cert_nickname: String,
@@ -92,6 +95,7 @@ impl Default for ShellSettings {
             ipv6_only: false,
             foreground: false,
             debug: 0,
+            syslog: true,
             listen_backlog: 10,
             nss_db_dir: PathBuf::from("/etc/corosync/qnetd/nssdb"),
             cert_nickname: "QNetd Cert".to_string(),
