@@ -219,3 +219,39 @@ fn ipv4_only_listener_with_4() {
     assert!(bound.starts_with("0.0.0.0:"), "{bound}");
     assert!(peer.starts_with("127.0.0.1:"), "{peer}");
 }
+
+#[test]
+fn ipc_socket_umask_and_group_settings_apply() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let d = Daemon::start("umask", None, &["-s", "off", "-S", "local_socket_umask=077,local_socket_gid=1"]);
+    let meta = std::fs::metadata(&d.sock).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700, "umask 077 while binding");
+    assert_eq!(meta.gid(), 1, "chgrp to local_socket_gid");
+    assert!(d.ipc("status\n").starts_with("OK\n"));
+}
+
+#[test]
+fn sd_notify_to_an_abstract_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    let dir = temp_dir("notify-abstract");
+    let name = format!("qnetd-test-notify-{}-{}", std::process::id(), dir.file_name().unwrap().to_string_lossy());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let listener = UnixDatagram::bind_addr(&addr).unwrap();
+    listener.set_read_timeout(Some(WAIT)).unwrap();
+    let mut cmd = Command::new(common::qnetd_bin());
+    cmd.args(["run", "-s", "off", "-l", "127.0.0.1", "-p", "0", "--lock-file"])
+        .arg(dir.join("q.pid"))
+        .arg("--socket")
+        .arg(dir.join("q.sock"))
+        .env("NOTIFY_SOCKET", format!("@{name}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let (mut child, _log) = spawn_logged(cmd);
+    let mut buf = [0u8; 64];
+    let n = listener.recv(&mut buf);
+    // SAFETY: our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    assert_eq!(&buf[..n.expect("no READY=1 received")], b"READY=1");
+    let _ = std::fs::remove_dir_all(dir);
+}
