@@ -34,6 +34,16 @@ use crate::settings::CoreSettings;
 /// Bytes read from a socket per read call.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Outbound buffer capacity kept while idle; a burst may grow it, then it shrinks.
+const OUT_KEEP: usize = 16 * 1024;
+
+thread_local! {
+    /// The one read buffer of the thread. Reads and their processing happen
+    /// between two awaits, so connections never need one each (an idle client
+    /// then costs no buffer at all).
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0u8; READ_CHUNK]);
+}
+
 /// What the shell needs besides the listeners.
 pub struct Runtime {
     pub core: CoreSettings,
@@ -324,7 +334,6 @@ enum Wake {
 
 impl ClientConn {
     async fn run(&mut self, shared: &SharedRef, rt: &Runtime) -> End {
-        let mut buf = vec![0u8; READ_CHUNK];
         loop {
             if let Err(end) = self.pump_flags(shared, rt) {
                 return end;
@@ -363,17 +372,22 @@ impl ClientConn {
                 Wake::Flags | Wake::Writable => continue,
                 Wake::Readable => {}
             }
-            let n = match self.stream.get_ref().read(&mut buf) {
-                Ok(0) => return End::Eof,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return End::Io(e),
-            };
-            let res = if self.tls.is_some() {
-                self.on_tls_bytes(shared, rt, &buf[..n])
-            } else {
-                self.on_plain_bytes(shared, rt, &buf[..n])
-            };
+            let res = SCRATCH.with(|scratch| {
+                let mut buf = scratch.borrow_mut();
+                let n = match self.stream.get_ref().read(&mut buf) {
+                    Ok(0) => return Err(End::Eof),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+                        return Ok(())
+                    }
+                    Err(e) => return Err(End::Io(e)),
+                };
+                if self.tls.is_some() {
+                    self.on_tls_bytes(shared, rt, &buf[..n])
+                } else {
+                    self.on_plain_bytes(shared, rt, &buf[..n])
+                }
+            });
             if let Err(end) = res {
                 // Best effort: let a TLS alert out before closing.
                 let _ = self.flush();
@@ -437,6 +451,9 @@ impl ClientConn {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "socket accepted no bytes")),
                 Ok(n) => {
                     self.out.drain(..n);
+                    if self.out.is_empty() && self.out.capacity() > OUT_KEEP {
+                        self.out.shrink_to(OUT_KEEP);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
