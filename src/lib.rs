@@ -8,6 +8,7 @@
 pub mod algo;
 pub mod cluster;
 pub mod ipc;
+pub mod pki;
 pub mod session;
 pub mod settings;
 pub mod wire;
