@@ -6,6 +6,7 @@
 //! shell around it lives in the binary-facing modules.
 
 pub mod algo;
+pub mod certutil;
 pub mod cluster;
 pub mod ipc;
 pub mod pki;
