@@ -11,7 +11,6 @@ import os
 import time
 
 from cluster import (Cluster, CheckFailed, Qnetd, QNETD_DB, NODE_DB, parse_qnetd_list, short)
-from lab import LabError
 import snapshots
 
 POLL = 0.2          # seconds between observations
@@ -482,6 +481,8 @@ def check_tls_off(ctx):
     bad = {k: v.get("TLS active") for k, v in nodes.items() if v.get("TLS active") != "No"}
     if bad:
         raise CheckFailed(f"qnetd -lv shows beta clients with TLS: {bad}")
+    if any(os.path.exists(n.host.path(NODE_DB)) for n in c.nodes):
+        raise CheckFailed("beta nodes were meant to run without any NSS database")
     return f"quorate after {t1:.1f}s, listed after {t2:.1f}s; qdevice TLS {tls}/{active}; no NSS db on beta"
 
 

@@ -55,8 +55,8 @@ NEEDED = {
 DIAG_LINES = 80
 
 
-class Interrupted(Exception):
-    pass
+class Interrupted(BaseException):
+    """SIGTERM/SIGHUP: like Ctrl-C, not caught by the per-check `except Exception`."""
 
 
 def _on_signal(signum, _frame):
@@ -118,8 +118,13 @@ def run_scenario(scn, selected, args, base, report, snaps):
     try:
         try:
             scn.setup(ctx)
-        except (LabError, CheckFailed, OSError) as e:
-            diag = ctx.diag() if ctx.qnetd is not None else ""
+        except Exception as e:  # noqa: BLE001 - any setup error fails the scenario's checks
+            if not isinstance(e, (LabError, CheckFailed, OSError)):
+                e = f"{e!r}\n{traceback.format_exc()}"
+            try:
+                diag = ctx.diag() if ctx.qnetd is not None else ""
+            except Exception as d:  # noqa: BLE001
+                diag = f"(diagnostics failed: {d!r})"
             for name, _ in scn.checks:
                 if name in selected:
                     report.line(name, False, 0.0, f"setup of scenario '{scn.name}' failed: {e}",
@@ -138,8 +143,8 @@ def run_scenario(scn, selected, args, base, report, snaps):
                 report.line(name, True, shown, detail)
             except CheckFailed as e:
                 report.line(name, False, time.monotonic() - t, str(e), (e.diag + "\n" if e.diag else "") + ctx.diag())
-            except (LabError, OSError, ValueError, KeyError, TypeError) as e:
-                report.line(name, False, time.monotonic() - t, f"harness error: {e!r}",
+            except Exception as e:  # noqa: BLE001 - a harness or tool error fails this check only
+                report.line(name, False, time.monotonic() - t, f"error: {e!r}",
                             traceback.format_exc() + ctx.diag())
     finally:
         t = time.monotonic()
@@ -219,6 +224,9 @@ def main():
                 report.line(checks.TOOL_OUTPUT_CHECK, True, time.monotonic() - t, checks.check_tool_output(snaps))
             except CheckFailed as e:
                 report.line(checks.TOOL_OUTPUT_CHECK, False, time.monotonic() - t, str(e), e.diag)
+            except Exception as e:  # noqa: BLE001
+                report.line(checks.TOOL_OUTPUT_CHECK, False, time.monotonic() - t, f"error: {e!r}",
+                            traceback.format_exc())
     except (KeyboardInterrupt, Interrupted) as e:
         interrupted = True
         print(f"interrupted ({e or 'Ctrl-C'}); everything started was stopped", flush=True)

@@ -89,7 +89,7 @@ class Snapshots:
 
     def compare_all(self):
         if not self.taken:
-            raise CheckFailed("no snapshots were captured (select the scenarios that take them)")
+            raise CheckFailed("no tool output was captured (the scenarios that capture it failed or were not selected)")
         problems, notes = [], []
         for name, runs in sorted(self.taken.items()):
             text = "".join(render(a, r) for a, r in runs["ours"])
