@@ -154,7 +154,7 @@ def restore(cluster, votes, cond=None):
 def qnetd_lists(qnetd, cluster, ids, acked=True):
     """qnetd's tool lists exactly these node ids for the cluster (each with an ACK vote)."""
     def cond():
-        r = qnetd.tool("-l")
+        r = qnetd.observe("-l")
         nodes = parse_qnetd_list(r.stdout).get(cluster, {}).get("nodes", {}) if r.returncode == 0 else {}
         ok = sorted(nodes) == sorted(ids)
         if ok and acked:
@@ -272,9 +272,13 @@ def check_quorate_2node(ctx):
     cl, q = ctx.cl, ctx.qnetd
     t1 = wait_for("both nodes quorate with 3 votes", all_quorate(cl, 3))
     t2 = wait_for("qnetd lists 2 clients with ACK votes", qnetd_lists(q, cl.name, [1, 2]))
+    # What the administrator sees, with the tool under test.
     r = q.tool("-s")
     if "Connected clients:\t\t2" not in r.stdout:
-        raise CheckFailed(f"corosync-qnetd-tool -s does not say 2 connected clients:\n{r.stdout}")
+        raise CheckFailed(f"corosync-qnetd-tool -s does not say 2 connected clients:\n{r.stdout}{r.stderr}")
+    r = q.tool("-l")
+    if sorted(parse_qnetd_list(r.stdout).get(cl.name, {}).get("nodes", {})) != [1, 2]:
+        raise CheckFailed(f"corosync-qnetd-tool -l does not list nodes 1 and 2:\n{r.stdout}{r.stderr}")
     ctx.snaps.capture("pair-steady", q, [["-s"], ["-sv"], ["-l"], ["-lv"],
                                          ["-l", "-c", cl.name], ["-l", "-c", "nosuchcluster"]])
     return f"quorate with 3 votes after {t1:.1f}s, qnetd lists 2 clients after {t2:.1f}s more"
@@ -329,7 +333,7 @@ def check_partition_1_2(ctx):
                   split_decided([n1], [n2], 2), invariant=never_both_sides([n1], [n2]))
     hold("split decision", split_decided([n1], [n2], 2))
     # Both halves still reach qnetd: it must list both, with node 2's vote a NACK.
-    r = q.tool("-l")
+    r = q.observe("-l")
     nodes = parse_qnetd_list(r.stdout).get(cl.name, {}).get("nodes", {})
     if sorted(nodes) != [1, 2]:
         raise CheckFailed(f"qnetd should still list both clients during the split:\n{r.stdout}")
@@ -411,7 +415,7 @@ def check_wrong_cert(ctx):
         return f"qdevice vote counted on node(s) {voted}" if voted else None
 
     def no_ack():
-        r = q.tool("-l")
+        r = q.observe("-l")
         for nid, v in parse_qnetd_list(r.stdout).get(cl.name, {}).get("nodes", {}).items():
             if "ACK" in v.get("Vote", "").replace("NACK", ""):
                 return f"qnetd lists node {nid} with vote {v['Vote']}"
@@ -460,7 +464,7 @@ def check_tls_required(ctx):
     tls, active = _tls_lines(c.node(1))
     if tls != "Required" or not (active or "").startswith("Yes"):
         raise CheckFailed(f"qdevice on alpha/node1 says TLS: {tls!r}, TLS active: {active!r}")
-    r = q.tool("-lv", "-c", "alpha")
+    r = q.observe("-lv", "-c", "alpha")
     nodes = parse_qnetd_list(r.stdout).get("alpha", {}).get("nodes", {})
     bad = {k: v.get("TLS active") for k, v in nodes.items()
            if v.get("TLS active") != "Yes (client certificate verified)"}
@@ -476,7 +480,7 @@ def check_tls_off(ctx):
     tls, active = _tls_lines(c.node(1))
     if not (active or "").startswith("No"):
         raise CheckFailed(f"qdevice on beta/node1 says TLS: {tls!r}, TLS active: {active!r}")
-    r = q.tool("-lv", "-c", "beta")
+    r = q.observe("-lv", "-c", "beta")
     nodes = parse_qnetd_list(r.stdout).get("beta", {}).get("nodes", {})
     bad = {k: v.get("TLS active") for k, v in nodes.items() if v.get("TLS active") != "No"}
     if bad:
@@ -491,8 +495,8 @@ def check_two_clusters(ctx):
     restore(alpha, 3)
     restore(beta, 3)
     wait_for("qnetd lists both clusters", lambda: (
-        qnetd_lists(q, "alpha", [1, 2])()[0] and qnetd_lists(q, "beta", [1, 2])()[0], q.tool("-l").stdout))
-    r = q.tool("-s")
+        qnetd_lists(q, "alpha", [1, 2])()[0] and qnetd_lists(q, "beta", [1, 2])()[0], q.observe("-l").stdout))
+    r = q.observe("-s")
     if "Connected clients:\t\t4" not in r.stdout or "Connected clusters:\t\t2" not in r.stdout:
         raise CheckFailed(f"corosync-qnetd-tool -s should count 4 clients in 2 clusters:\n{r.stdout}")
     ctx.snaps.capture("two-clusters", q, [["-s"], ["-l"], ["-lv"], ["-l", "-c", "beta"]])
@@ -588,7 +592,7 @@ def check_heuristics(ctx):
     restore(cl, 3)
 
     def heur_seen():
-        r = q.tool("-lv")
+        r = q.observe("-lv")
         nodes = parse_qnetd_list(r.stdout).get(cl.name, {}).get("nodes", {})
         h = {k: v.get("Heuristics", "") for k, v in nodes.items()}
         return h.get(1, "").startswith("Fail") and h.get(2, "").startswith("Pass"), h

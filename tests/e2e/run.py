@@ -167,7 +167,8 @@ def main():
     p.add_argument("--qnetd-bin", default=os.environ.get("QNETD_BIN"),
                    help="our binary for --impl rust (default $QNETD_BIN)")
     p.add_argument("-k", action="append", default=[], metavar="NAME",
-                   help="run only checks whose name contains NAME (repeatable)")
+                   help="run only checks whose name contains NAME, or all checks of scenario NAME "
+                        "(repeatable)")
     p.add_argument("--keep", action="store_true",
                    help="leave hosts, daemons and files in place for debugging")
     p.add_argument("--base", help="working directory (default: a new one under /var/tmp)")
@@ -179,7 +180,9 @@ def main():
     args = p.parse_args()
 
     if args.list:
-        print("\n".join(checks.ALL_CHECKS))
+        for s in checks.SCENARIOS:
+            print(f"{s.name}: {', '.join(c for c, _ in s.checks)}")
+        print(f"(after all): {checks.TOOL_OUTPUT_CHECK}")
         return 0
     if args.cleanup:
         pids = cleanup_recorded(args.cleanup)
@@ -190,7 +193,9 @@ def main():
     if args.qnetd_bin:
         args.qnetd_bin = os.path.abspath(args.qnetd_bin)
 
-    selected = [c for c in checks.ALL_CHECKS if not args.k or any(k in c for k in args.k)]
+    scenario_of = {c: s.name for s in checks.SCENARIOS for c, _ in s.checks}
+    selected = [c for c in checks.ALL_CHECKS
+                if not args.k or any(k in c or k == scenario_of.get(c) for k in args.k)]
     if not selected:
         print(f"no check matches {args.k}; checks are: {', '.join(checks.ALL_CHECKS)}")
         print("0 passed, 0 failed")
