@@ -13,6 +13,7 @@ use crate::cluster::{Cluster, ConnId, Member, Millis};
 use crate::wire::{ErrorCode, Heuristics, NodeInfo, RingId, Vote};
 
 pub mod ffsplit;
+pub mod grant;
 pub mod lms;
 pub mod test;
 pub mod twonodelms;
