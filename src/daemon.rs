@@ -134,13 +134,11 @@ fn start_inner(s: Settings) -> Result<(), String> {
     let tls = if s.core.tls == TlsMode::Off {
         None
     } else {
-        // TODO(pki): crate::pki::ensure_initialized once the pki module lands.
-        let (id, created) = pki_standin::ensure_initialized(&s.shell.nss_db_dir)
-            .map_err(|e| format!("Can't load server certificate from {}: {e}", s.shell.nss_db_dir.display()))?;
+        let (id, created) = crate::pki::ensure_initialized(&s.shell.nss_db_dir).map_err(|e| e.to_string())?;
         if created {
             info!(
                 "Created QNetd CA and server certificate; CA certificate exported as {}",
-                s.shell.nss_db_dir.join("qnetd-cacert.crt").display()
+                crate::pki::ca_export_path(&s.shell.nss_db_dir).display()
             );
         }
         let config = crate::tls::server_config(
@@ -474,66 +472,5 @@ pub fn sd_notify_ready() {
     })();
     if let Err(e) = result {
         log::warn!("sd_notify to {}: {e}", target.to_string_lossy());
-    }
-}
-
-// ---------------------------------------------------------------- identity
-
-/// TODO(pki): delete this module once `crate::pki::ensure_initialized` lands; the
-/// daemon already uses the same signature.
-///
-/// Stand-in: `ca.crt.der`, `server.crt.der`, `server.key.der` (PKCS#8) in the data
-/// directory, created (ECDSA P-256, `CN=QNet CA` / `CN=Qnetd Server`) when
-/// missing, plus the PEM export `qnetd-cacert.crt` and the CA key `ca.key.der`.
-pub(crate) mod pki_standin {
-    use std::fs;
-    use std::path::Path;
-
-    pub struct Identity {
-        pub ca_cert_der: Vec<u8>,
-        pub server_cert_der: Vec<u8>,
-        pub server_key_der: Vec<u8>,
-    }
-
-    pub fn ensure_initialized(dir: &Path) -> Result<(Identity, bool), String> {
-        let paths = [dir.join("ca.crt.der"), dir.join("server.crt.der"), dir.join("server.key.der")];
-        if paths.iter().all(|p| p.exists()) {
-            let read = |p: &Path| fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-            let id = Identity {
-                ca_cert_der: read(&paths[0])?,
-                server_cert_der: read(&paths[1])?,
-                server_key_der: read(&paths[2])?,
-            };
-            return Ok((id, false));
-        }
-        let err = |e: rcgen::Error| e.to_string();
-        let ca_key = rcgen::KeyPair::generate().map_err(err)?;
-        let mut ca_params = rcgen::CertificateParams::new(Vec::new()).map_err(err)?;
-        ca_params.distinguished_name = rcgen::DistinguishedName::new();
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "QNet CA");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
-        let ca_key_der = ca_key.serialize_der();
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(err)?;
-        let key = rcgen::KeyPair::generate().map_err(err)?;
-        let mut params = rcgen::CertificateParams::new(Vec::new()).map_err(err)?;
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "Qnetd Server");
-        let cert = params.signed_by(&key, &ca).map_err(err)?;
-        let id = Identity {
-            ca_cert_der: ca.der().to_vec(),
-            server_cert_der: cert.der().to_vec(),
-            server_key_der: key.serialize_der(),
-        };
-        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let write = |name: &str, data: &[u8]| {
-            let p = dir.join(name);
-            fs::write(&p, data).map_err(|e| format!("{}: {e}", p.display()))
-        };
-        write("ca.key.der", &ca_key_der)?;
-        write("qnetd-cacert.crt", ca.pem().as_bytes())?;
-        write("ca.crt.der", &id.ca_cert_der)?;
-        write("server.crt.der", &id.server_cert_der)?;
-        write("server.key.der", &id.server_key_der)?;
-        Ok((id, true))
     }
 }

@@ -15,22 +15,11 @@ fn main() {
     let name = std::path::Path::new(&argv0).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let code = match name.as_str() {
         "corosync-qnetd" => daemon::c_main(&argv0, &rest),
-        // TODO(certutil): crate::certutil::c_main(rest) once that module lands.
-        "corosync-qnetd-certutil" => not_built("corosync-qnetd-certutil"),
+        "corosync-qnetd-certutil" => qnetd::certutil::c_main(&argv0, &rest),
         "corosync-qnetd-tool" => qnetd::tool::c_main(&argv0, &rest),
         _ => qnetd_main(&rest),
     };
     std::process::exit(code);
-}
-
-fn not_built_with(what: &str, args: &[String]) -> i32 {
-    let _ = args;
-    not_built(what)
-}
-
-fn not_built(what: &str) -> i32 {
-    eprintln!("{what}: not built yet");
-    1
 }
 
 /// Corosync QNetd quorum arbitrator (one binary; also answers to the names
@@ -48,7 +37,7 @@ struct Top {
 #[argh(subcommand)]
 enum Sub {
     Run(RunArgs),
-    Certutil(CertutilArgs),
+    Certutil(qnetd::certutil::CertutilArgs),
     Tool(qnetd::tool::ToolArgs),
     Health(qnetd::tool::HealthArgs),
 }
@@ -105,15 +94,6 @@ struct RunArgs {
     handshake_timeout: Option<u64>,
 }
 
-/// Certificate management (as corosync-qnetd-certutil).
-#[derive(FromArgs)]
-#[argh(subcommand, name = "certutil")]
-struct CertutilArgs {
-    /// arguments for corosync-qnetd-certutil
-    #[argh(positional, greedy)]
-    args: Vec<String>,
-}
-
 fn qnetd_main(rest: &[String]) -> i32 {
     let strs: Vec<&str> = rest.iter().map(String::as_str).collect();
     let top = match Top::from_args(&["qnetd"], &strs) {
@@ -147,8 +127,7 @@ fn qnetd_main(rest: &[String]) -> i32 {
                 1
             }
         },
-        // TODO(certutil): crate::certutil::c_main(args) once that module lands.
-        Some(Sub::Certutil(a)) => not_built_with("qnetd certutil", &a.args),
+        Some(Sub::Certutil(a)) => qnetd::certutil::run(&a),
         Some(Sub::Tool(a)) => qnetd::tool::tool_main(a),
         Some(Sub::Health(a)) => qnetd::tool::health_main(a),
     }

@@ -585,8 +585,7 @@ impl ClientConn {
             info!("TLS established with {} ({version}, {suite}), no client certificate", self.peer);
             return Ok(None);
         };
-        // TODO(pki): crate::pki::cert_names once it lands.
-        match crate::tls::cert_names(leaf.as_ref()) {
+        match crate::pki::cert_names(leaf.as_ref()) {
             Ok(names) => {
                 info!(
                     "TLS established with {} ({version}, {suite}), client certificate CN={:?} SAN={:?}",

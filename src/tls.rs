@@ -22,8 +22,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::session::CertNames;
-
 /// The name the real client expects in our certificate (`net_nss_qnetd_cn`).
 pub const QNETD_SERVER_NAME: &str = "Qnetd Server";
 
@@ -148,7 +146,7 @@ impl ServerCertVerifier for NssNameVerifier {
             )) => {}
             Err(e) => return Err(e),
         }
-        let names = cert_names(end_entity.as_ref())
+        let names = crate::pki::cert_names(end_entity.as_ref())
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         if names.matches(self.expected.as_bytes()) {
             Ok(ServerCertVerified::assertion())
@@ -180,46 +178,9 @@ impl ServerCertVerifier for NssNameVerifier {
     }
 }
 
-/// Subject CNs and SAN dNSNames of a DER certificate.
-///
-/// TODO(pki): switch to `crate::pki::cert_names` once the pki module lands; this
-/// private stand-in only exists so the daemon works before that.
-pub(crate) fn cert_names(der: &[u8]) -> Result<CertNames, String> {
-    use x509_parser::extensions::GeneralName;
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| format!("cannot parse certificate: {e}"))?;
-    let common_names =
-        cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_string).collect();
-    let dns_names = match cert.subject_alternative_name() {
-        Ok(Some(san)) => san
-            .value
-            .general_names
-            .iter()
-            .filter_map(|g| match g {
-                GeneralName::DNSName(n) => Some(n.to_string()),
-                _ => None,
-            })
-            .collect(),
-        Ok(None) => Vec::new(),
-        Err(e) => return Err(format!("bad subjectAltName: {e}")),
-    };
-    Ok(CertNames { dns_names, common_names })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_extracted_from_certificate() {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["san.example".to_string()]).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "cluster1");
-        let cert = params.self_signed(&key).unwrap();
-        let n = cert_names(cert.der()).unwrap();
-        assert_eq!(n.common_names, vec!["cluster1".to_string()]);
-        assert_eq!(n.dns_names, vec!["san.example".to_string()]);
-        assert!(cert_names(b"not a certificate").is_err());
-    }
 
     #[test]
     fn server_config_rejects_mismatched_key() {

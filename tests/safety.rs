@@ -35,7 +35,9 @@
 use qnetd::cluster::{ConnId, Millis};
 use qnetd::session::{Event, Instance};
 use qnetd::settings::{CoreSettings, TlsMode};
-use qnetd::wire::{self, Heuristics, Message, MsgType, NodeInfo, NodeListType, RingId, TieBreaker, TieBreakerMode, Vote};
+use qnetd::wire::{
+    self, Heuristics, Message, MsgType, NodeInfo, NodeListType, RingId, TieBreaker, TieBreakerMode, Vote,
+};
 
 struct Rng(u64);
 

@@ -37,6 +37,8 @@ pub struct Pki {
     ca: CertifiedIssuer<'static, KeyPair>,
     pub server_cert: Vec<u8>,
     pub server_key: Vec<u8>,
+    server_cert_pem: String,
+    server_key_pem: String,
 }
 
 impl Pki {
@@ -49,20 +51,31 @@ impl Pki {
         let mut p = CertificateParams::new(Vec::new()).unwrap();
         p.distinguished_name.push(DnType::CommonName, "Qnetd Server");
         let cert = p.signed_by(&key, &ca).unwrap();
-        Pki { ca, server_cert: cert.der().to_vec(), server_key: key.serialize_der() }
+        Pki {
+            ca,
+            server_cert: cert.der().to_vec(),
+            server_key: key.serialize_der(),
+            server_cert_pem: cert.pem(),
+            server_key_pem: key.serialize_pem(),
+        }
     }
 
     pub fn ca_der(&self) -> Vec<u8> {
         self.ca.der().to_vec()
     }
 
-    /// Put the server identity where the daemon looks for it.
-    /// TODO(pki): switch to the pki module's on-disk layout once it lands.
+    /// Put the server identity where the daemon looks for it: a complete
+    /// certificate store in the pki module's layout (so the daemon loads it
+    /// instead of creating a CA of its own).
     pub fn install(&self, data_dir: &Path) {
+        use qnetd::pki;
         std::fs::create_dir_all(data_dir).unwrap();
-        std::fs::write(data_dir.join("ca.crt.der"), self.ca_der()).unwrap();
-        std::fs::write(data_dir.join("server.crt.der"), &self.server_cert).unwrap();
-        std::fs::write(data_dir.join("server.key.der"), &self.server_key).unwrap();
+        std::fs::write(data_dir.join(pki::CA_CERT_FILE), self.ca.pem()).unwrap();
+        std::fs::write(data_dir.join(pki::SERVER_CERT_FILE), &self.server_cert_pem).unwrap();
+        std::fs::write(data_dir.join(pki::SERVER_KEY_FILE), &self.server_key_pem).unwrap();
+        std::fs::write(data_dir.join(pki::SERIAL_FILE), "102\n").unwrap();
+        std::fs::write(data_dir.join(pki::MARKER_FILE), format!("{}\n", pki::MARKER_MAGIC)).unwrap();
+        pki::load(data_dir).expect("the installed store loads");
     }
 
     /// A cluster certificate as the client tools make it: subject CN=<cn>, no
