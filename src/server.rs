@@ -169,7 +169,11 @@ pub fn run(rt: Runtime, tcp: TcpListener, ipc: UnixListener, signals: UnixStream
         }
         shared.borrow_mut().core(|inst, now| inst.shutdown(now));
     };
-    future::block_on(ex.run(main));
+    // async_io's block_on waits in epoll on this thread while the executor is
+    // idle. futures_lite's would leave the reactor to async-io's own thread, and
+    // every socket event would then cost a cross-thread wake-up (futex) and two
+    // context switches: a third of the CPU time of a heartbeat, measured.
+    async_io::block_on(ex.run(main));
     // Dropping the executor drops every task, and with them the listeners and
     // all client sockets.
     drop(ex);
