@@ -67,6 +67,7 @@ enum Sub {
     Run(RunArgs),
     Report(ReportArgs),
     FreePort(FreePortArgs),
+    Probe(ProbeArgs),
 }
 
 /// Write <dir>/<prefix><i>.crq (PKCS#10 DER, CN=<prefix><i>) and
@@ -165,6 +166,35 @@ struct ReportArgs {
     c: PathBuf,
 }
 
+/// Start a server and check that it survives a node leaving while the only
+/// other connected node of its cluster has done INIT but sent no node list yet
+/// (ffsplit, lowest tie-breaker). Exit status 0 if the server survives.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "probe")]
+struct ProbeArgs {
+    /// shell command that runs the server in the foreground (`exec` it)
+    #[argh(option)]
+    server_cmd: String,
+    /// where the server's stdout/stderr go
+    #[argh(option)]
+    server_log: PathBuf,
+    /// server address (127.0.0.0/8 only)
+    #[argh(option)]
+    addr: SocketAddr,
+    /// CA certificate the clients trust
+    #[argh(option)]
+    ca: PathBuf,
+    /// directory with cluster-<name>.crt
+    #[argh(option)]
+    certs: PathBuf,
+    /// directory with <name>.key
+    #[argh(option)]
+    keys: PathBuf,
+    /// cluster name (a key and certificate must exist for it)
+    #[argh(option, default = "String::from(\"bench0\")")]
+    cluster: String,
+}
+
 /// Print a free TCP port on 127.0.0.1.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "free-port")]
@@ -176,6 +206,7 @@ fn main() {
         Sub::Keys(a) => keys(&a),
         Sub::Run(a) => run(a),
         Sub::Report(a) => report(&a),
+        Sub::Probe(a) => probe(&a),
         Sub::FreePort(_) => std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| println!("{}", a.port()))
@@ -280,6 +311,9 @@ struct ClusterSt {
 
 #[derive(Default)]
 struct NodeSt {
+    /// Takes part in the phases (set when told to connect; cleared when a
+    /// connect phase ran out of time before this node got in).
+    active: bool,
     connected: bool,
     /// Got a VOTE_INFO (ACK or NACK) for its current ring since (re)connecting
     /// or since the last membership change.
@@ -292,6 +326,8 @@ struct NodeSt {
 #[derive(Default)]
 struct Counters {
     connected: usize,
+    /// Connect attempts under way.
+    in_flight: usize,
     decided: usize,
     acks: usize,
     echo_replies: u64,
@@ -315,6 +351,8 @@ struct Bench {
     /// orchestrator restarts the server).
     auto_reconnect: bool,
     first_error: Option<String>,
+    /// The server process while it should be running.
+    server_pid: Option<u32>,
 }
 
 type Shared = Rc<RefCell<Bench>>;
@@ -453,7 +491,16 @@ async fn connect(n: &mut NodeCtx) -> Option<Client> {
             Some(w) => Some(w.acquire().await),
             None => None,
         };
-        n.b.borrow_mut().c.connect_attempts += 1;
+        // The orchestrator gave up on us (a connect phase ran out of time):
+        // leave without touching the server.
+        if !n.b.borrow().nodes[n.idx].active {
+            return None;
+        }
+        {
+            let mut b = n.b.borrow_mut();
+            b.c.connect_attempts += 1;
+            b.c.in_flight += 1;
+        }
         let mut params = InitParams::new(n.id);
         params.heartbeat_interval = n.b.borrow().hb_ms;
         params.ring_id = ring;
@@ -475,9 +522,15 @@ async fn connect(n: &mut NodeCtx) -> Option<Client> {
         })
         .await;
         drop(permit);
+        n.b.borrow_mut().c.in_flight -= 1;
         match res {
             Ok(c) => {
-                n.b.borrow_mut().set_connected(n.idx, true);
+                // In, even if the orchestrator gave up on us meanwhile: a
+                // client that connected stays (dropping it now would be a
+                // reset right after its setup, which is not what is measured).
+                let mut b = n.b.borrow_mut();
+                b.nodes[n.idx].active = true;
+                b.set_connected(n.idx, true);
                 return Some(c);
             }
             Err(e) => {
@@ -748,6 +801,7 @@ fn run(a: RunArgs) -> Result<(), String> {
         latencies: Vec::new(),
         auto_reconnect: true,
         first_error: None,
+        server_pid: None,
     }));
     let ex = Rc::new(smol::LocalExecutor::new());
     let window = (a.connect_window > 0).then(|| Rc::new(Semaphore::new(a.connect_window)));
@@ -796,10 +850,13 @@ async fn orchestrate(
 ) -> Result<Results, (Results, String)> {
     let mut r = Results { lines: Vec::new() };
     let res = phases(a, b, txs, &mut server, &mut r).await;
+    // Server first: the clients then see EOF instead of resetting connections
+    // under a running server.
+    b.borrow_mut().server_pid = None;
+    let stopped = server.stop().await;
     for tx in txs {
         let _ = tx.try_send(Cmd::Stop);
     }
-    let stopped = server.stop().await;
     match res.and(stopped) {
         Ok(()) => Ok(r),
         Err(e) => Err((r, e)),
@@ -812,7 +869,21 @@ fn send_all(txs: &[Sender<Cmd>], range: std::ops::Range<usize>, cmd: Cmd) {
     }
 }
 
-/// Wait until `done(bench)`; Err after `limit`.
+/// Whether a process has ended (gone, or a zombie not yet reaped).
+fn process_ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// Err text when the server we are measuring has died under us.
+fn server_gone(b: &Bench) -> Option<String> {
+    let pid = b.server_pid?;
+    process_ended(pid).then(|| format!("the server (pid {pid}) died; see its log (a crash shows in dmesg)"))
+}
+
+/// Wait until `done(bench)`; Err after `limit` or when the server dies.
 async fn wait_until(b: &Shared, what: &str, limit: Duration, done: impl Fn(&Bench) -> bool) -> Result<Duration, String> {
     let t0 = Instant::now();
     loop {
@@ -820,6 +891,9 @@ async fn wait_until(b: &Shared, what: &str, limit: Duration, done: impl Fn(&Benc
             let bb = b.borrow();
             if done(&bb) {
                 return Ok(t0.elapsed());
+            }
+            if let Some(e) = server_gone(&bb) {
+                return Err(format!("{what}: {e}"));
             }
             if t0.elapsed() > limit {
                 let c = &bb.c;
@@ -845,7 +919,9 @@ async fn wait_until(b: &Shared, what: &str, limit: Duration, done: impl Fn(&Benc
 /// readings that follow are of a quiet server.
 async fn settle(pid: u32) {
     let mut last = proc_cpu(pid).unwrap_or(0.0);
-    for _ in 0..40 {
+    // At most 5 s: a server that is never idle (e.g. busy with heartbeats) is
+    // measured as it is.
+    for _ in 0..20 {
         Timer::after(Duration::from_millis(250)).await;
         let now = proc_cpu(pid).unwrap_or(0.0);
         if now - last < 0.005 {
@@ -855,23 +931,92 @@ async fn settle(pid: u32) {
     }
 }
 
-/// Send Connect to `range` (t0 = just before) and wait until `target` clients
-/// hold the vote. Returns (seconds, server CPU seconds).
+/// Outcome of a connect phase.
+struct Storm {
+    secs: f64,
+    cpu: f64,
+    /// Clients of the phase holding the vote at the end.
+    reached: usize,
+    complete: bool,
+}
+
+/// Send Connect to the active nodes of `range` (with `join`, the whole range
+/// becomes active first; t0 = just before) and wait
+/// until each of them holds the vote. If that takes longer than the phase
+/// limit, the clients not connected by then are stopped and leave the run (the
+/// later phases use the clients that got in, and the results say so).
 async fn storm(
     a: &RunArgs,
     b: &Shared,
     txs: &[Sender<Cmd>],
     pid: u32,
     range: std::ops::Range<usize>,
-    target: usize,
-    what: &str,
-) -> Result<(f64, f64), String> {
+    join: bool,
+) -> Result<Storm, String> {
     let cpu0 = proc_cpu(pid)?;
-    send_all(txs, range, Cmd::Connect);
+    let members: Vec<usize> = {
+        let mut bb = b.borrow_mut();
+        if join {
+            for i in range.clone() {
+                bb.nodes[i].active = true;
+            }
+        }
+        range.filter(|&i| bb.nodes[i].active).collect()
+    };
+    let t0 = Instant::now();
+    for &i in &members {
+        let _ = txs[i].try_send(Cmd::Connect);
+    }
     let limit = Duration::from_secs(a.phase_timeout_s);
-    let t = wait_until(b, what, limit, |bb| bb.c.decided >= target && bb.c.acks >= target).await?;
+    let holding = |bb: &Bench| members.iter().filter(|&&i| bb.nodes[i].decided && bb.nodes[i].ack).count();
+    let done = loop {
+        if holding(&b.borrow()) == members.len() {
+            break true;
+        }
+        if t0.elapsed() > limit {
+            break false;
+        }
+        if let Some(e) = server_gone(&b.borrow()) {
+            return Err(e);
+        }
+        Timer::after(Duration::from_millis(2)).await;
+    };
+    let secs = t0.elapsed().as_secs_f64();
     let cpu = proc_cpu(pid)? - cpu0;
-    Ok((t.as_secs_f64(), cpu))
+    let reached = holding(&b.borrow());
+    if !done {
+        // Out of time: the clients still outside give up before their next
+        // attempt (they end without touching the server); attempts under way
+        // finish, and who gets in stays. Then everyone in gets the vote.
+        {
+            let mut bb = b.borrow_mut();
+            for &i in &members {
+                if !bb.nodes[i].connected {
+                    bb.nodes[i].active = false;
+                }
+            }
+        }
+        let grace = Duration::from_secs(a.attempt_timeout_s + 5);
+        wait_until(b, "attempts under way", grace, |bb| bb.c.in_flight == 0).await?;
+        wait_until(b, "votes of the late ones", limit, |bb| {
+            bb.nodes.iter().filter(|n| n.active).all(|n| n.connected && n.decided && n.ack)
+        })
+        .await?;
+        let active = active_count(b);
+        eprintln!("  (out of time after {secs:.0} s: {reached} of {} held the vote; {active} clients stay)", members.len());
+    }
+    Ok(Storm { secs, cpu, reached, complete: done })
+}
+
+fn active_count(b: &Shared) -> usize {
+    b.borrow().nodes.iter().filter(|n| n.active).count()
+}
+
+fn put_storm(r: &mut Results, key: &str, st: &Storm) {
+    r.put(&format!("{key}_s"), format!("{:.3}", st.secs));
+    r.put(&format!("{key}_cpu_s"), format!("{:.2}", st.cpu));
+    r.put(&format!("{key}_reached"), st.reached);
+    r.put(&format!("{key}_complete"), u8::from(st.complete));
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -896,10 +1041,12 @@ async fn phases(a: &RunArgs, b: &Shared, txs: &[Sender<Cmd>], server: &mut Serve
     r.put("clients", total);
     r.put("hb_fast_ms", a.hb_fast_ms);
     r.put("connect_window", a.connect_window);
+    r.put("phase_timeout_s", a.phase_timeout_s);
 
     eprintln!("[{label}] start server");
     let t = server.start().await?;
     let pid = server.pid()?;
+    b.borrow_mut().server_pid = Some(pid);
     r.put("start_to_listen_s", format!("{:.3}", t.as_secs_f64()));
     Timer::after(Duration::from_secs(1)).await;
     let idle = proc_mem(pid)?;
@@ -907,27 +1054,28 @@ async fn phases(a: &RunArgs, b: &Shared, txs: &[Sender<Cmd>], server: &mut Serve
     r.put("anon_idle_kb", idle.anon);
 
     eprintln!("[{label}] connect {small} clients");
-    let (t, cpu) = storm(a, b, txs, pid, 0..small, small, "first step").await?;
-    r.put("connect_small_s", format!("{t:.3}"));
-    r.put("connect_small_cpu_s", format!("{cpu:.2}"));
+    let st = storm(a, b, txs, pid, 0..small, true).await?;
+    put_storm(r, "connect_small", &st);
     settle(pid).await;
     let mem = proc_mem(pid)?;
     r.put("rss_small_kb", mem.rss);
     r.put("anon_small_kb", mem.anon);
+    r.put("clients_small_active", active_count(b));
 
-    if total > small {
+    if total > small && st.complete {
         eprintln!("[{label}] connect {} more clients", total - small);
-        let (t, cpu) = storm(a, b, txs, pid, small..total, total, "second step").await?;
-        r.put("connect_rest_s", format!("{t:.3}"));
-        r.put("connect_rest_cpu_s", format!("{cpu:.2}"));
+        let st = storm(a, b, txs, pid, small..total, true).await?;
+        put_storm(r, "connect_rest", &st);
         settle(pid).await;
     }
+    let active = active_count(b);
     let mem = proc_mem(pid)?;
+    r.put("clients_active", active);
     r.put("rss_full_kb", mem.rss);
     r.put("anon_full_kb", mem.anon);
 
-    // Heartbeats at a faster rhythm, so the window holds many of them.
-    eprintln!("[{label}] heartbeats every {} ms for {} s", a.hb_fast_ms, a.hb_window_s);
+    // Heartbeats (optionally at a faster rhythm, so the window holds many).
+    eprintln!("[{label}] heartbeats of {active} clients every {} ms for {} s", a.hb_fast_ms, a.hb_window_s);
     if a.hb_fast_ms != a.hb_ms {
         send_all(txs, 0..total, Cmd::Heartbeat(a.hb_fast_ms));
         // One full interval, so that every client is on the new rhythm.
@@ -954,17 +1102,26 @@ async fn phases(a: &RunArgs, b: &Shared, txs: &[Sender<Cmd>], server: &mut Serve
     let gap = Duration::from_secs_f64(1.0 / a.event_rate.max(1) as f64);
     let t_lat = Instant::now();
     let mut next = Instant::now();
+    let mut events = 0usize;
     for round in 0..2 {
         for c in 0..lat_clusters {
-            {
+            let nodes: Vec<usize> = {
                 let mut bb = b.borrow_mut();
+                let nodes: Vec<usize> = (c * m..(c + 1) * m).filter(|&i| bb.nodes[i].active).collect();
                 let cl = &mut bb.clusters[c];
                 cl.split = round == 0;
                 cl.ring_seq += 1;
-                cl.event_unsent = a.nodes;
+                cl.event_unsent = nodes.len() as u32;
                 cl.event_t0 = None;
+                nodes
+            };
+            if nodes.is_empty() {
+                continue;
             }
-            send_all(txs, c * m..(c + 1) * m, Cmd::Membership);
+            events += 1;
+            for &i in &nodes {
+                let _ = txs[i].try_send(Cmd::Membership);
+            }
             next += gap;
             Timer::at(next).await;
         }
@@ -974,7 +1131,6 @@ async fn phases(a: &RunArgs, b: &Shared, txs: &[Sender<Cmd>], server: &mut Serve
         wait_until(b, "latency round", limit, |bb| bb.nodes[..n].iter().all(|x| !x.event_pending)).await?;
     }
     let lat_cpu = proc_cpu(pid)? - cpu0;
-    let events = 2 * lat_clusters;
     r.put("lat_events", events);
     r.put("lat_wall_s", format!("{:.2}", t_lat.elapsed().as_secs_f64()));
     r.put("lat_cpu_s", format!("{lat_cpu:.2}"));
@@ -987,24 +1143,27 @@ async fn phases(a: &RunArgs, b: &Shared, txs: &[Sender<Cmd>], server: &mut Serve
         r.put("lat_p99_ms", format!("{:.3}", percentile(&l, 99.0)));
         r.put("lat_max_ms", format!("{:.3}", percentile(&l, 100.0)));
     }
-    wait_until(b, "all ACK after merge", limit, |bb| bb.c.acks >= total).await?;
+    wait_until(b, "all ACK after merge", limit, |bb| bb.c.acks >= active).await?;
     settle(pid).await;
-
     let mem = proc_mem(pid)?;
     r.put("hwm_kb", mem.hwm);
 
     // Restart: stop, wait until every client saw it, start, reconnect storm.
-    eprintln!("[{label}] restart the server; reconnect storm");
-    b.borrow_mut().auto_reconnect = false;
+    eprintln!("[{label}] restart the server; reconnect storm of {active} clients");
+    {
+        let mut bb = b.borrow_mut();
+        bb.auto_reconnect = false;
+        bb.server_pid = None;
+    }
     server.stop().await?;
     wait_until(b, "clients notice the stop", limit, |bb| bb.c.connected == 0).await?;
     let t = server.start().await?;
     let pid = server.pid()?;
+    b.borrow_mut().server_pid = Some(pid);
     r.put("restart_to_listen_s", format!("{:.3}", t.as_secs_f64()));
     b.borrow_mut().auto_reconnect = true;
-    let (t, cpu) = storm(a, b, txs, pid, 0..total, total, "reconnect storm").await?;
-    r.put("restart_storm_s", format!("{t:.3}"));
-    r.put("restart_storm_cpu_s", format!("{cpu:.2}"));
+    let st = storm(a, b, txs, pid, 0..total, false).await?;
+    put_storm(r, "restart_storm", &st);
     settle(pid).await;
     let mem = proc_mem(pid)?;
     r.put("rss_after_restart_kb", mem.rss);
@@ -1020,6 +1179,66 @@ async fn phases(a: &RunArgs, b: &Shared, txs: &[Sender<Cmd>], server: &mut Serve
     Ok(())
 }
 
+// ------------------------------------------------------------------ probe
+
+fn probe(a: &ProbeArgs) -> Result<(), String> {
+    if !a.addr.ip().is_loopback() {
+        return Err(format!("{} is not a loopback address", a.addr));
+    }
+    let ca_pem = read_file(&a.ca)?;
+    let ca = CertificateDer::from_pem_slice(&ca_pem).map_err(|e| format!("{}: no PEM certificate: {e}", a.ca.display()))?;
+    let cert = read_file(&a.certs.join(format!("cluster-{}.crt", a.cluster)))?;
+    let key = read_file(&a.keys.join(format!("{}.key", a.cluster)))?;
+    let tls = qnetd::tls::client_config(ca.as_ref(), Some((vec![cert], key))).map_err(|e| e.to_string())?;
+    let mut server = Server { cmd: a.server_cmd.clone(), log: a.server_log.clone(), addr: a.addr, child: None };
+    let t = Duration::from_secs(10);
+    let name = a.cluster.as_bytes();
+    let outcome = smol::block_on(async {
+        server.start().await?;
+        let pid = server.pid()?;
+        let err = |e: ClientError| format!("client: {e}");
+        // Node 1: a complete member that holds the vote.
+        let ring = RingId { node_id: 1, seq: 1 };
+        let nodes = member_infos(&[1, 2]);
+        let mut n1 = Client::connect_and_init(a.addr, name, Some(tls.clone()), &InitParams::new(1), t).await.map_err(err)?;
+        n1.send_config_list(&[NodeInfo::new(1), NodeInfo::new(2)], Some(1), true).await.map_err(err)?;
+        n1.send_membership_list(ring, &nodes, Heuristics::Undefined).await.map_err(err)?;
+        n1.send_quorum_list(true, &nodes).await.map_err(err)?;
+        loop {
+            let m = n1.recv(t).await.map_err(err)?;
+            if m.msg_type == MsgType::VoteInfo {
+                n1.send_vote_info_reply(m.seq.unwrap_or(0)).await.map_err(err)?;
+                break;
+            }
+        }
+        // Node 2: INIT done, no node list yet (a real qdevice sends its lists
+        // right after INIT_REPLY; a busy server reads them a bit later).
+        let mut n2 = Client::connect_and_init(a.addr, name, Some(tls.clone()), &InitParams::new(2), t).await.map_err(err)?;
+        // Node 1 leaves (clean close: nothing unread).
+        drop(n1);
+        Timer::after(Duration::from_millis(500)).await;
+        let alive = !process_ended(pid);
+        // Node 2 still has a server to talk to?
+        let answered = n2.send_echo_request(1).await.is_ok() && n2.recv(Duration::from_secs(2)).await.is_ok();
+        server.stop().await?;
+        Ok::<_, String>((alive, answered))
+    });
+    let (alive, answered) = match outcome {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = smol::block_on(server.stop());
+            return Err(e);
+        }
+    };
+    if alive && answered {
+        println!("survived: node 2 still gets answers after node 1 left");
+        Ok(())
+    } else {
+        println!("DIED: the server is gone after node 1 left (alive={alive}, answered={answered})");
+        Err("server did not survive".into())
+    }
+}
+
 // ------------------------------------------------------------------ report
 
 fn load_results(path: &Path) -> Result<HashMap<String, String>, String> {
@@ -1031,91 +1250,183 @@ fn load_results(path: &Path) -> Result<HashMap<String, String>, String> {
         .collect())
 }
 
+/// One cell of the table: a value, possibly only a lower bound (a phase that
+/// ran out of time), possibly measured at another client count.
+#[derive(Clone, Default)]
+struct Cell {
+    v: Option<f64>,
+    at_least: bool,
+    note: String,
+}
+
+enum Target {
+    None,
+    /// ours / C must be at most this.
+    Ratio(f64, &'static str),
+    /// ours must be at most this.
+    Abs(f64, &'static str),
+}
+
 fn report(a: &ReportArgs) -> Result<(), String> {
     let ours = load_results(&a.ours)?;
     let c = load_results(&a.c)?;
     let num = |m: &HashMap<String, String>, k: &str| -> Option<f64> { m.get(k).and_then(|v| v.parse().ok()) };
-    let int = |m: &HashMap<String, String>, k: &str| -> String { m.get(k).cloned().unwrap_or_else(|| "?".into()) };
-    let per_client = |m: &HashMap<String, String>| -> Option<f64> {
-        let (full, small) = (num(m, "rss_full_kb")?, num(m, "rss_small_kb")?);
-        let (n, s) = (num(m, "clients")?, num(m, "clients_small")?);
-        (n > s).then(|| (full - small) / (n - s))
+    let text = |m: &HashMap<String, String>, k: &str| -> String { m.get(k).cloned().unwrap_or_else(|| "?".into()) };
+    let n = num(&ours, "clients").unwrap_or(0.0);
+    let s = num(&ours, "clients_small").unwrap_or(0.0);
+    let plain = |v: Option<f64>| Cell { v, ..Default::default() };
+    // Measured with fewer clients than planned: say how many.
+    let at = |m: &HashMap<String, String>, k: &str, v: Option<f64>| {
+        let active = num(m, k).unwrap_or(n);
+        let note = if active < n { format!(" (at {active:.0})") } else { String::new() };
+        Cell { v, at_least: false, note }
     };
-    // The two connect steps (first `small`, then the rest) together.
-    let sum = |m: &HashMap<String, String>, k1: &str, k2: &str| -> Option<f64> { Some(num(m, k1)? + num(m, k2).unwrap_or(0.0)) };
-    let n = int(&ours, "clients");
-    let s = int(&ours, "clients_small");
     let mb = |m: &HashMap<String, String>, k: &str| num(m, k).map(|v| v / 1024.0);
-
-    // (label, ours, C, decimals, target as (max ratio ours/C) or absolute check)
-    enum Target {
-        None,
-        Ratio(f64, &'static str),
-        Abs(f64, &'static str),
-    }
-    let rows: Vec<(String, Option<f64>, Option<f64>, usize, Target)> = vec![
-        ("idle RSS (MB)".into(), mb(&ours, "rss_idle_kb"), mb(&c, "rss_idle_kb"), 2, Target::Abs(2.0, "≤ 2 MB")),
-        (format!("RSS with {s} clients (MB)"), mb(&ours, "rss_small_kb"), mb(&c, "rss_small_kb"), 1, Target::None),
-        (format!("RSS with {n} clients (MB)"), mb(&ours, "rss_full_kb"), mb(&c, "rss_full_kb"), 1, Target::None),
+    let per_client = |m: &HashMap<String, String>| {
+        let (full, small, active) = (num(m, "rss_full_kb")?, num(m, "rss_small_kb")?, num(m, "clients_active")?);
+        (active > s).then(|| (full - small) / (active - s))
+    };
+    // A connect phase (or two in a row): time, or a lower bound if it ran out.
+    let storm = |m: &HashMap<String, String>, keys: &[&str], cpu: bool| {
+        let mut cell = Cell::default();
+        let mut sum = 0.0;
+        for k in keys {
+            let Some(v) = num(m, &format!("{k}_{}", if cpu { "cpu_s" } else { "s" })) else {
+                // A later step that never ran (an earlier one ran out of time).
+                continue;
+            };
+            sum += v;
+            cell.v = Some(sum);
+            if num(m, &format!("{k}_complete")) == Some(0.0) {
+                cell.at_least = !cpu;
+                let reached = num(m, &format!("{k}_reached")).unwrap_or(0.0);
+                cell.note = format!(" ({reached:.0} voted)");
+                break;
+            }
+        }
+        if cpu && cell.v.is_some() && !cell.note.is_empty() {
+            cell.note = " (until then)".into();
+        }
+        cell
+    };
+    let rows: Vec<(String, Cell, Cell, usize, Target)> = vec![
+        ("idle RSS (MB)".into(), plain(mb(&ours, "rss_idle_kb")), plain(mb(&c, "rss_idle_kb")), 2, Target::Abs(2.0, "≤ 2 MB")),
+        (format!("RSS with {s:.0} clients (MB)"), plain(mb(&ours, "rss_small_kb")), plain(mb(&c, "rss_small_kb")), 1, Target::None),
         (
-            format!("RSS per client, {s}→{n} (KB)"),
-            per_client(&ours),
-            per_client(&c),
+            format!("RSS with {n:.0} clients (MB)"),
+            at(&ours, "clients_active", mb(&ours, "rss_full_kb")),
+            at(&c, "clients_active", mb(&c, "rss_full_kb")),
+            1,
+            Target::None,
+        ),
+        (
+            format!("RSS per client, {s:.0}→{n:.0} (KB)"),
+            at(&ours, "clients_active", per_client(&ours)),
+            at(&c, "clients_active", per_client(&c)),
             1,
             Target::Ratio(1.0 / 3.0, "≤ 1/3 of C"),
         ),
-        ("peak RSS (MB)".into(), mb(&ours, "hwm_kb"), mb(&c, "hwm_kb"), 1, Target::None),
-        (format!("connect {n} clients, all voted (s)"), sum(&ours, "connect_small_s", "connect_rest_s"), sum(&c, "connect_small_s", "connect_rest_s"), 2, Target::None),
-        ("  server CPU for it (s)".into(), sum(&ours, "connect_small_cpu_s", "connect_rest_cpu_s"), sum(&c, "connect_small_cpu_s", "connect_rest_cpu_s"), 2, Target::None),
-        ("restart: start → listening (s)".into(), num(&ours, "restart_to_listen_s"), num(&c, "restart_to_listen_s"), 3, Target::None),
+        ("peak RSS (MB)".into(), plain(mb(&ours, "hwm_kb")), plain(mb(&c, "hwm_kb")), 1, Target::None),
         (
-            format!("reconnect storm after restart, {n} voted (s)"),
-            num(&ours, "restart_storm_s"),
-            num(&c, "restart_storm_s"),
+            format!("connect {n:.0} clients, all voted (s)"),
+            storm(&ours, &["connect_small", "connect_rest"], false),
+            storm(&c, &["connect_small", "connect_rest"], false),
+            2,
+            Target::None,
+        ),
+        (
+            "  server CPU for it (s)".into(),
+            storm(&ours, &["connect_small", "connect_rest"], true),
+            storm(&c, &["connect_small", "connect_rest"], true),
+            2,
+            Target::None,
+        ),
+        (
+            "restart: start → listening (s)".into(),
+            plain(num(&ours, "restart_to_listen_s")),
+            plain(num(&c, "restart_to_listen_s")),
+            3,
+            Target::None,
+        ),
+        (
+            format!("reconnect storm after restart, {n:.0} voted (s)"),
+            storm(&ours, &["restart_storm"], false),
+            storm(&c, &["restart_storm"], false),
             2,
             Target::Ratio(0.5, "≤ 1/2 of C"),
         ),
-        ("  server CPU for it (s)".into(), num(&ours, "restart_storm_cpu_s"), num(&c, "restart_storm_cpu_s"), 2, Target::None),
-        (format!("vote latency p50 at {n} (ms)"), num(&ours, "lat_p50_ms"), num(&c, "lat_p50_ms"), 2, Target::None),
-        (format!("vote latency p99 at {n} (ms)"), num(&ours, "lat_p99_ms"), num(&c, "lat_p99_ms"), 2, Target::Ratio(1.0, "≤ C")),
-        ("vote latency max (ms)".into(), num(&ours, "lat_max_ms"), num(&c, "lat_max_ms"), 2, Target::None),
         (
-            "server CPU per 10,000 heartbeats (s)".into(),
-            num(&ours, "hb_cpu_per_10k_s"),
-            num(&c, "hb_cpu_per_10k_s"),
-            4,
+            "  server CPU for it (s)".into(),
+            storm(&ours, &["restart_storm"], true),
+            storm(&c, &["restart_storm"], true),
+            2,
+            Target::None,
+        ),
+        (
+            format!("vote latency p50 at {n:.0} (ms)"),
+            at(&ours, "clients_active", num(&ours, "lat_p50_ms")),
+            at(&c, "clients_active", num(&c, "lat_p50_ms")),
+            2,
+            Target::None,
+        ),
+        (
+            format!("vote latency p99 at {n:.0} (ms)"),
+            at(&ours, "clients_active", num(&ours, "lat_p99_ms")),
+            at(&c, "clients_active", num(&c, "lat_p99_ms")),
+            2,
+            Target::Ratio(1.0, "≤ C"),
+        ),
+        (
+            "vote latency max (ms)".into(),
+            at(&ours, "clients_active", num(&ours, "lat_max_ms")),
+            at(&c, "clients_active", num(&c, "lat_max_ms")),
+            2,
+            Target::None,
+        ),
+        (
+            format!("server CPU per 10,000 heartbeats at {n:.0} (s)"),
+            at(&ours, "clients_active", num(&ours, "hb_cpu_per_10k_s")),
+            at(&c, "clients_active", num(&c, "hb_cpu_per_10k_s")),
+            3,
             Target::None,
         ),
     ];
-    let fmt = |v: Option<f64>, d: usize| v.filter(|v| v.is_finite()).map(|v| format!("{v:.d$}")).unwrap_or_else(|| "-".into());
+    let fmt = |cell: &Cell, d: usize| match cell.v.filter(|v| v.is_finite()) {
+        Some(v) => format!("{}{v:.d$}{}", if cell.at_least { "> " } else { "" }, cell.note),
+        None => "-".into(),
+    };
     let mut out = String::new();
     let _ = writeln!(out, "| metric | ours | C corosync-qnetd | ours / C | target |");
     let _ = writeln!(out, "|---|---:|---:|---:|---|");
     for (label, o, cv, d, target) in rows {
-        let ratio = match (o, cv) {
+        // ours / C; when C's value is only a lower bound, so is the ratio's
+        // inverse: ours / C is then an upper bound ("<").
+        let ratio = match (o.v, cv.v) {
             (Some(o), Some(cv)) if cv > 0.0 && o.is_finite() && cv.is_finite() => Some(o / cv),
             _ => None,
         };
+        let bound = if cv.at_least && !o.at_least { "< " } else { "" };
         let verdict = match target {
             Target::None => String::new(),
             Target::Ratio(max, text) => match ratio {
-                Some(r) if r <= max => format!("{text}: met"),
+                Some(r) if r <= max && !o.at_least => format!("{text}: met"),
                 Some(_) => format!("{text}: MISSED"),
                 None => format!("{text}: ?"),
             },
-            Target::Abs(max, text) => match o {
+            Target::Abs(max, text) => match o.v {
                 Some(v) if v <= max => format!("{text}: met"),
                 Some(_) => format!("{text}: MISSED"),
                 None => format!("{text}: ?"),
             },
         };
-        let ratio = ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into());
-        let _ = writeln!(out, "| {label} | {} | {} | {ratio} | {verdict} |", fmt(o, d), fmt(cv, d));
+        let ratio = ratio.map(|r| format!("{bound}{r:.2}")).unwrap_or_else(|| "-".into());
+        let _ = writeln!(out, "| {label} | {} | {} | {ratio} | {verdict} |", fmt(&o, d), fmt(&cv, d));
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "| run health | ours | C corosync-qnetd |");
     let _ = writeln!(out, "|---|---:|---:|");
     for k in [
+        "clients_active",
         "hb_count",
         "lat_samples",
         "connect_attempts",
@@ -1124,11 +1435,23 @@ fn report(a: &ReportArgs) -> Result<(), String> {
         "server_errors",
         "generator_cpu_s",
     ] {
-        let _ = writeln!(out, "| {k} | {} | {} |", int(&ours, k), int(&c, k));
+        let _ = writeln!(out, "| {k} | {} | {} |", text(&ours, k), text(&c, k));
     }
     for (name, m) in [("ours", &ours), ("C", &c)] {
         if let Some(e) = m.get("error") {
             let _ = writeln!(out, "\n{name}: run FAILED: {e}");
+        }
+        if let Some(limit) = m.get("phase_timeout_s") {
+            for k in ["connect_small", "connect_rest", "restart_storm"] {
+                if m.get(&format!("{k}_complete")).map(String::as_str) == Some("0") {
+                    let reached = text(m, &format!("{k}_reached"));
+                    let _ = writeln!(
+                        out,
+                        "\n{name}: {k} ran out of its {limit} s limit with {reached} clients holding the vote; \
+                         clients not connected by then left the run (rows marked \"at N\" were measured with N)."
+                    );
+                }
+            }
         }
     }
     print!("{out}");
