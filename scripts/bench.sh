@@ -136,7 +136,7 @@ port=$("$bench" free-port)
 log "ours on 127.0.0.1:$port"
 "$bench" run --label ours --addr "127.0.0.1:$port" "${common[@]}" \
     --ca "$work/ours/nssdb/qnetd-cacert.crt" --certs "$work/ours/nssdb" \
-    --server-log "$work/ours/server.log" --out "$out/ours.txt" \
+    --server-log "$work/ours/server.log" --out "$out/ours-$mode.txt" \
     --server-cmd "exec $work/bin/corosync-qnetd -f -l 127.0.0.1 -p $port -S nss_db_dir=$work/ours/nssdb,lock_file=$work/ours/run/qnetd.pid,local_socket_file=$work/ours/run/qnetd.sock" \
     || { keep=1 failed=1; log "our run failed"; }
 
@@ -144,7 +144,7 @@ port=$("$bench" free-port)
 log "C corosync-qnetd on 127.0.0.1:$port"
 "$bench" run --label C --addr "127.0.0.1:$port" "${common[@]}" \
     --ca "$cdb/qnetd-cacert.crt" --certs "$cdb" \
-    --server-log "$work/c/server.log" --out "$out/c.txt" \
+    --server-log "$work/c/server.log" --out "$out/c-$mode.txt" \
     --server-cmd "exec corosync-qnetd -f -l 127.0.0.1 -p $port -S nss_db_dir=$cdb,lock_file=$work/c/run/qnetd.pid,local_socket_file=$work/c/run/qnetd.sock" \
     || { keep=1 failed=1; log "C run failed"; }
 
@@ -169,7 +169,7 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
     echo "C: corosync-qnetd $(dpkg-query -W -f='${Version}' corosync-qnetd), NSS $(dpkg-query -W -f='${Version}' libnss3)"
     echo "Load: $clusters clusters x $nodes nodes = $clients clients (ffsplit, TLS 1.3 with client certificates: ECDSA P-256 client keys), all on 127.0.0.1"
     echo
-    "$bench" report "$out/ours.txt" "$out/c.txt"
+    "$bench" report "$out/ours-$mode.txt" "$out/c-$mode.txt"
     echo
     echo "Node leaves while its cluster partner's node lists are pending (qnetd-bench probe):"
     echo "- ${probe_ours:-ours: probe did not run}"

@@ -438,6 +438,8 @@ struct NodeCtx {
     rng: Rng,
 }
 
+// Lives only from one select to the match that consumes it.
+#[allow(clippy::large_enum_variant)]
 enum Ev {
     Msg(Result<Message, ClientError>),
     Cmd(Option<Cmd>),
@@ -508,8 +510,7 @@ async fn connect(n: &mut NodeCtx) -> Option<Client> {
         let attempt = async {
             let mut c = Client::connect_and_init(n.addr, name.as_bytes(), Some(cfg.clone()), &params, t).await?;
             c.send_set_option_kap(false).await?;
-            let cfg_nodes: Vec<NodeInfo> =
-                (1..=n.b.borrow().nodes_per_cluster).map(NodeInfo::new).collect();
+            let cfg_nodes: Vec<NodeInfo> = (1..=n.b.borrow().nodes_per_cluster).map(NodeInfo::new).collect();
             c.send_config_list(&cfg_nodes, Some(1), true).await?;
             let mem = member_infos(&members);
             c.send_membership_list(ring, &mem, Heuristics::Undefined).await?;
@@ -782,13 +783,15 @@ fn run(a: RunArgs) -> Result<(), String> {
         return Err("--nodes must be even and at least 2".into());
     }
     let ca_pem = read_file(&a.ca)?;
-    let ca = CertificateDer::from_pem_slice(&ca_pem).map_err(|e| format!("{}: no PEM certificate: {e}", a.ca.display()))?;
+    let ca =
+        CertificateDer::from_pem_slice(&ca_pem).map_err(|e| format!("{}: no PEM certificate: {e}", a.ca.display()))?;
     let mut clusters = Vec::with_capacity(a.clusters);
     for i in 0..a.clusters {
         let name = format!("{}{}", a.prefix, i);
         let cert = read_file(&a.certs.join(format!("cluster-{name}.crt")))?;
         let key = read_file(&a.keys.join(format!("{name}.key")))?;
-        let tls = qnetd::tls::client_config(ca.as_ref(), Some((vec![cert], key))).map_err(|e| format!("{name}: {e}"))?;
+        let tls =
+            qnetd::tls::client_config(ca.as_ref(), Some((vec![cert], key))).map_err(|e| format!("{name}: {e}"))?;
         clusters.push(ClusterSt { name, tls, split: false, ring_seq: 1, event_unsent: 0, event_t0: None });
     }
     let total = a.clusters * a.nodes as usize;
@@ -884,7 +887,12 @@ fn server_gone(b: &Bench) -> Option<String> {
 }
 
 /// Wait until `done(bench)`; Err after `limit` or when the server dies.
-async fn wait_until(b: &Shared, what: &str, limit: Duration, done: impl Fn(&Bench) -> bool) -> Result<Duration, String> {
+async fn wait_until(
+    b: &Shared,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&Bench) -> bool,
+) -> Result<Duration, String> {
     let t0 = Instant::now();
     loop {
         {
@@ -1003,7 +1011,10 @@ async fn storm(
         })
         .await?;
         let active = active_count(b);
-        eprintln!("  (out of time after {secs:.0} s: {reached} of {} held the vote; {active} clients stay)", members.len());
+        eprintln!(
+            "  (out of time after {secs:.0} s: {reached} of {} held the vote; {active} clients stay)",
+            members.len()
+        );
     }
     Ok(Storm { secs, cpu, reached, complete: done })
 }
@@ -1027,7 +1038,13 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i.clamp(1, sorted.len()) - 1] as f64 / 1000.0
 }
 
-async fn phases(a: &RunArgs, b: &Shared, txs: &[Sender<Cmd>], server: &mut Server, r: &mut Results) -> Result<(), String> {
+async fn phases(
+    a: &RunArgs,
+    b: &Shared,
+    txs: &[Sender<Cmd>],
+    server: &mut Server,
+    r: &mut Results,
+) -> Result<(), String> {
     let m = a.nodes as usize;
     let total = txs.len();
     let small = a.small.div_ceil(m).min(a.clusters) * m;
@@ -1186,7 +1203,8 @@ fn probe(a: &ProbeArgs) -> Result<(), String> {
         return Err(format!("{} is not a loopback address", a.addr));
     }
     let ca_pem = read_file(&a.ca)?;
-    let ca = CertificateDer::from_pem_slice(&ca_pem).map_err(|e| format!("{}: no PEM certificate: {e}", a.ca.display()))?;
+    let ca =
+        CertificateDer::from_pem_slice(&ca_pem).map_err(|e| format!("{}: no PEM certificate: {e}", a.ca.display()))?;
     let cert = read_file(&a.certs.join(format!("cluster-{}.crt", a.cluster)))?;
     let key = read_file(&a.keys.join(format!("{}.key", a.cluster)))?;
     let tls = qnetd::tls::client_config(ca.as_ref(), Some((vec![cert], key))).map_err(|e| e.to_string())?;
@@ -1200,7 +1218,8 @@ fn probe(a: &ProbeArgs) -> Result<(), String> {
         // Node 1: a complete member that holds the vote.
         let ring = RingId { node_id: 1, seq: 1 };
         let nodes = member_infos(&[1, 2]);
-        let mut n1 = Client::connect_and_init(a.addr, name, Some(tls.clone()), &InitParams::new(1), t).await.map_err(err)?;
+        let mut n1 =
+            Client::connect_and_init(a.addr, name, Some(tls.clone()), &InitParams::new(1), t).await.map_err(err)?;
         n1.send_config_list(&[NodeInfo::new(1), NodeInfo::new(2)], Some(1), true).await.map_err(err)?;
         n1.send_membership_list(ring, &nodes, Heuristics::Undefined).await.map_err(err)?;
         n1.send_quorum_list(true, &nodes).await.map_err(err)?;
@@ -1213,7 +1232,8 @@ fn probe(a: &ProbeArgs) -> Result<(), String> {
         }
         // Node 2: INIT done, no node list yet (a real qdevice sends its lists
         // right after INIT_REPLY; a busy server reads them a bit later).
-        let mut n2 = Client::connect_and_init(a.addr, name, Some(tls.clone()), &InitParams::new(2), t).await.map_err(err)?;
+        let mut n2 =
+            Client::connect_and_init(a.addr, name, Some(tls.clone()), &InitParams::new(2), t).await.map_err(err)?;
         // Node 1 leaves (clean close: nothing unread).
         drop(n1);
         Timer::after(Duration::from_millis(500)).await;
@@ -1243,19 +1263,16 @@ fn probe(a: &ProbeArgs) -> Result<(), String> {
 
 fn load_results(path: &Path) -> Result<HashMap<String, String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect())
+    Ok(text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect())
 }
 
 /// One cell of the table: a value, possibly only a lower bound (a phase that
-/// ran out of time), possibly measured at another client count.
+/// ran out of time), and the number of clients it was measured with.
 #[derive(Clone, Default)]
 struct Cell {
     v: Option<f64>,
     at_least: bool,
+    clients: f64,
     note: String,
 }
 
@@ -1267,6 +1284,16 @@ enum Target {
     Abs(f64, &'static str),
 }
 
+struct Row {
+    label: String,
+    ours: Cell,
+    c: Cell,
+    decimals: usize,
+    /// Per client or per heartbeat: comparable across client counts.
+    normalized: bool,
+    target: Target,
+}
+
 fn report(a: &ReportArgs) -> Result<(), String> {
     let ours = load_results(&a.ours)?;
     let c = load_results(&a.c)?;
@@ -1274,120 +1301,155 @@ fn report(a: &ReportArgs) -> Result<(), String> {
     let text = |m: &HashMap<String, String>, k: &str| -> String { m.get(k).cloned().unwrap_or_else(|| "?".into()) };
     let n = num(&ours, "clients").unwrap_or(0.0);
     let s = num(&ours, "clients_small").unwrap_or(0.0);
-    let plain = |v: Option<f64>| Cell { v, ..Default::default() };
-    // Measured with fewer clients than planned: say how many.
-    let at = |m: &HashMap<String, String>, k: &str, v: Option<f64>| {
-        let active = num(m, k).unwrap_or(n);
+    let plain = |v: Option<f64>| Cell { v, clients: n, ..Default::default() };
+    // Measured with the clients that got in (fewer than planned when a
+    // connect phase ran out of time): say how many.
+    let at = |m: &HashMap<String, String>, v: Option<f64>| {
+        let active = num(m, "clients_active").unwrap_or(n);
         let note = if active < n { format!(" (at {active:.0})") } else { String::new() };
-        Cell { v, at_least: false, note }
+        Cell { v, at_least: false, clients: active, note }
     };
     let mb = |m: &HashMap<String, String>, k: &str| num(m, k).map(|v| v / 1024.0);
     let per_client = |m: &HashMap<String, String>| {
         let (full, small, active) = (num(m, "rss_full_kb")?, num(m, "rss_small_kb")?, num(m, "clients_active")?);
         (active > s).then(|| (full - small) / (active - s))
     };
-    // A connect phase (or two in a row): time, or a lower bound if it ran out.
-    let storm = |m: &HashMap<String, String>, keys: &[&str], cpu: bool| {
-        let mut cell = Cell::default();
-        let mut sum = 0.0;
+    // A connect phase (or the two connect steps in a row): time or CPU, a lower
+    // bound if it ran out of time.
+    let storm = |m: &HashMap<String, String>, keys: &[&str], planned: f64, cpu: bool| {
+        let mut cell = Cell { clients: planned, ..Default::default() };
+        let (mut sum, mut reached) = (0.0, 0.0);
         for k in keys {
-            let Some(v) = num(m, &format!("{k}_{}", if cpu { "cpu_s" } else { "s" })) else {
-                // A later step that never ran (an earlier one ran out of time).
-                continue;
-            };
+            // A later step that never ran (an earlier one ran out of time).
+            let Some(v) = num(m, &format!("{k}_{}", if cpu { "cpu_s" } else { "s" })) else { continue };
             sum += v;
+            reached += num(m, &format!("{k}_reached")).unwrap_or(0.0);
             cell.v = Some(sum);
             if num(m, &format!("{k}_complete")) == Some(0.0) {
                 cell.at_least = !cpu;
-                let reached = num(m, &format!("{k}_reached")).unwrap_or(0.0);
-                cell.note = format!(" ({reached:.0} voted)");
-                break;
+                cell.note = if cpu { " (until then)".into() } else { format!(" ({reached:.0} of {planned:.0} voted)") };
+                return cell;
             }
         }
-        if cpu && cell.v.is_some() && !cell.note.is_empty() {
-            cell.note = " (until then)".into();
+        if planned < n {
+            cell.note = format!(" ({planned:.0} clients)");
         }
         cell
     };
-    let rows: Vec<(String, Cell, Cell, usize, Target)> = vec![
-        ("idle RSS (MB)".into(), plain(mb(&ours, "rss_idle_kb")), plain(mb(&c, "rss_idle_kb")), 2, Target::Abs(2.0, "≤ 2 MB")),
-        (format!("RSS with {s:.0} clients (MB)"), plain(mb(&ours, "rss_small_kb")), plain(mb(&c, "rss_small_kb")), 1, Target::None),
-        (
-            format!("RSS with {n:.0} clients (MB)"),
-            at(&ours, "clients_active", mb(&ours, "rss_full_kb")),
-            at(&c, "clients_active", mb(&c, "rss_full_kb")),
+    let active = |m: &HashMap<String, String>| num(m, "clients_active").unwrap_or(n);
+    let row = |label: String, ours: Cell, c: Cell, decimals: usize, normalized: bool, target: Target| Row {
+        label,
+        ours,
+        c,
+        decimals,
+        normalized,
+        target,
+    };
+    let conn = ["connect_small", "connect_rest"];
+    let rows = vec![
+        row(
+            "idle RSS (MB)".into(),
+            plain(mb(&ours, "rss_idle_kb")),
+            plain(mb(&c, "rss_idle_kb")),
+            2,
+            true,
+            Target::Abs(2.0, "≤ 2 MB"),
+        ),
+        row(
+            format!("RSS with {s:.0} clients (MB)"),
+            plain(mb(&ours, "rss_small_kb")),
+            plain(mb(&c, "rss_small_kb")),
             1,
+            true,
             Target::None,
         ),
-        (
-            format!("RSS per client, {s:.0}→{n:.0} (KB)"),
-            at(&ours, "clients_active", per_client(&ours)),
-            at(&c, "clients_active", per_client(&c)),
+        row(
+            format!("RSS with {n:.0} clients (MB)"),
+            at(&ours, mb(&ours, "rss_full_kb")),
+            at(&c, mb(&c, "rss_full_kb")),
             1,
+            false,
+            Target::None,
+        ),
+        row(
+            format!("RSS per client, {s:.0}→{n:.0} (KB)"),
+            at(&ours, per_client(&ours)),
+            at(&c, per_client(&c)),
+            1,
+            true,
             Target::Ratio(1.0 / 3.0, "≤ 1/3 of C"),
         ),
-        ("peak RSS (MB)".into(), plain(mb(&ours, "hwm_kb")), plain(mb(&c, "hwm_kb")), 1, Target::None),
-        (
+        row("peak RSS (MB)".into(), at(&ours, mb(&ours, "hwm_kb")), at(&c, mb(&c, "hwm_kb")), 1, false, Target::None),
+        row(
             format!("connect {n:.0} clients, all voted (s)"),
-            storm(&ours, &["connect_small", "connect_rest"], false),
-            storm(&c, &["connect_small", "connect_rest"], false),
+            storm(&ours, &conn, n, false),
+            storm(&c, &conn, n, false),
             2,
+            false,
             Target::None,
         ),
-        (
+        row(
             "  server CPU for it (s)".into(),
-            storm(&ours, &["connect_small", "connect_rest"], true),
-            storm(&c, &["connect_small", "connect_rest"], true),
+            storm(&ours, &conn, n, true),
+            storm(&c, &conn, n, true),
             2,
+            false,
             Target::None,
         ),
-        (
+        row(
             "restart: start → listening (s)".into(),
             plain(num(&ours, "restart_to_listen_s")),
             plain(num(&c, "restart_to_listen_s")),
             3,
+            true,
             Target::None,
         ),
-        (
+        row(
             format!("reconnect storm after restart, {n:.0} voted (s)"),
-            storm(&ours, &["restart_storm"], false),
-            storm(&c, &["restart_storm"], false),
+            storm(&ours, &["restart_storm"], active(&ours), false),
+            storm(&c, &["restart_storm"], active(&c), false),
             2,
+            false,
             Target::Ratio(0.5, "≤ 1/2 of C"),
         ),
-        (
+        row(
             "  server CPU for it (s)".into(),
-            storm(&ours, &["restart_storm"], true),
-            storm(&c, &["restart_storm"], true),
+            storm(&ours, &["restart_storm"], active(&ours), true),
+            storm(&c, &["restart_storm"], active(&c), true),
             2,
+            false,
             Target::None,
         ),
-        (
+        row(
             format!("vote latency p50 at {n:.0} (ms)"),
-            at(&ours, "clients_active", num(&ours, "lat_p50_ms")),
-            at(&c, "clients_active", num(&c, "lat_p50_ms")),
+            at(&ours, num(&ours, "lat_p50_ms")),
+            at(&c, num(&c, "lat_p50_ms")),
             2,
+            false,
             Target::None,
         ),
-        (
+        row(
             format!("vote latency p99 at {n:.0} (ms)"),
-            at(&ours, "clients_active", num(&ours, "lat_p99_ms")),
-            at(&c, "clients_active", num(&c, "lat_p99_ms")),
+            at(&ours, num(&ours, "lat_p99_ms")),
+            at(&c, num(&c, "lat_p99_ms")),
             2,
+            false,
             Target::Ratio(1.0, "≤ C"),
         ),
-        (
+        row(
             "vote latency max (ms)".into(),
-            at(&ours, "clients_active", num(&ours, "lat_max_ms")),
-            at(&c, "clients_active", num(&c, "lat_max_ms")),
+            at(&ours, num(&ours, "lat_max_ms")),
+            at(&c, num(&c, "lat_max_ms")),
             2,
+            false,
             Target::None,
         ),
-        (
+        row(
             format!("server CPU per 10,000 heartbeats at {n:.0} (s)"),
-            at(&ours, "clients_active", num(&ours, "hb_cpu_per_10k_s")),
-            at(&c, "clients_active", num(&c, "hb_cpu_per_10k_s")),
+            at(&ours, num(&ours, "hb_cpu_per_10k_s")),
+            at(&c, num(&c, "hb_cpu_per_10k_s")),
             3,
+            false,
             Target::None,
         ),
     ];
@@ -1398,14 +1460,17 @@ fn report(a: &ReportArgs) -> Result<(), String> {
     let mut out = String::new();
     let _ = writeln!(out, "| metric | ours | C corosync-qnetd | ours / C | target |");
     let _ = writeln!(out, "|---|---:|---:|---:|---|");
-    for (label, o, cv, d, target) in rows {
-        // ours / C; when C's value is only a lower bound, so is the ratio's
-        // inverse: ours / C is then an upper bound ("<").
+    let mut bounded = false;
+    for Row { label, ours: o, c: cv, decimals: d, normalized, target } in rows {
+        // ours / C. It is only an upper bound when C's value is a lower bound,
+        // or when C was measured with fewer clients on a quantity that grows
+        // with the number of clients (time, memory, latency, CPU per beat).
         let ratio = match (o.v, cv.v) {
             (Some(o), Some(cv)) if cv > 0.0 && o.is_finite() && cv.is_finite() => Some(o / cv),
             _ => None,
         };
-        let bound = if cv.at_least && !o.at_least { "< " } else { "" };
+        let upper = (cv.at_least && !o.at_least) || (!normalized && cv.clients < o.clients);
+        bounded |= upper && ratio.is_some();
         let verdict = match target {
             Target::None => String::new(),
             Target::Ratio(max, text) => match ratio {
@@ -1419,8 +1484,15 @@ fn report(a: &ReportArgs) -> Result<(), String> {
                 None => format!("{text}: ?"),
             },
         };
-        let ratio = ratio.map(|r| format!("{bound}{r:.2}")).unwrap_or_else(|| "-".into());
+        let ratio = ratio.map(|r| format!("{}{r:.2}", if upper { "< " } else { "" })).unwrap_or_else(|| "-".into());
         let _ = writeln!(out, "| {label} | {} | {} | {ratio} | {verdict} |", fmt(&o, d), fmt(&cv, d));
+    }
+    if bounded {
+        let _ = writeln!(
+            out,
+            "\n\"< x\": an upper bound: C's value is a lower bound (out of time), or C was measured with fewer \
+             clients on a quantity that only grows with more."
+        );
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "| run health | ours | C corosync-qnetd |");
