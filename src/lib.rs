@@ -10,4 +10,5 @@ pub mod cluster;
 pub mod ipc;
 pub mod session;
 pub mod settings;
+pub mod tool;
 pub mod wire;

@@ -17,6 +17,9 @@ pub mod lms;
 pub mod test;
 pub mod twonodelms;
 
+#[cfg(test)]
+mod testutil;
+
 /// A VOTE_INFO an algorithm wants sent. The session queues them in the order
 /// produced, before the trigger's own reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
