@@ -50,7 +50,9 @@ if [ -n "$built" ] && step "build images + manifest + OCI archive" scripts/build
     # container-test counts its own checks; its exit code is already in them.
     t=$SECONDS
     echo "=== container-test"
-    scripts/container-test.sh 2>&1 | tee "$log"
+    # The binaries were built from this tree just now: their stamp must be its HEAD.
+    QNETD_EXPECT_REV=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) \
+        scripts/container-test.sh 2>&1 | tee "$log"
     timings+=("$(printf '%-34s %4d s' "container-test" $((SECONDS - t)))")
     add_counts container-test.sh
     echo "=== size report"

@@ -21,6 +21,7 @@
 # Exit status: 0 if nothing failed.
 #
 # Env: QNETD_DIST, QNETD_IMAGE, QNETD_TAG as in build-image.sh;
+#      QNETD_EXPECT_REV        if set, `qnetd --version` must also print this revision;
 #      QNETD_VOTE_CLIENT_CMD   see the vote client step below.
 set -uo pipefail
 
@@ -106,8 +107,8 @@ test_binary() {
     [ -n "${qemu[$a]}" ] && run=("${qemu[$a]}")
     if [ ! -x "$bin" ]; then bad "$a: binary $bin missing"; return; fi
     out=$("${run[@]}" "$bin" --version 2>&1) && rc=0 || rc=$?
-    check "$a binary: qnetd --version exits 0 and names version $version and ${triple[$a]}" \
-        version_ok "$rc" "$out" "$version" "${triple[$a]}"
+    check "$a binary: qnetd --version exits 0 and names version $version${QNETD_EXPECT_REV:+, revision $QNETD_EXPECT_REV} and ${triple[$a]}" \
+        version_ok "$rc" "$out" "$version" "${triple[$a]}" ${QNETD_EXPECT_REV:+"$QNETD_EXPECT_REV"}
 
     # Daemon: -c off so the probe needs no client certificate; an empty data dir.
     mkdir -p "$d"
