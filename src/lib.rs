@@ -6,8 +6,10 @@
 //! shell around it lives in the binary-facing modules.
 
 pub mod algo;
+pub mod certutil;
 pub mod cluster;
 pub mod ipc;
+pub mod pki;
 pub mod session;
 pub mod settings;
 pub mod tool;

@@ -934,7 +934,8 @@ impl FrameReader {
         match MsgType::from_u16(msg_type) {
             // The C server completes a zero-length frame in the same step that
             // read its header, before it records the skip reason, and so answers
-            // NO_ERROR; real clients see that, so we reproduce it.
+            // NO_ERROR (wire.md §2.1 quirk, observed); we answer the same so the
+            // two servers stay indistinguishable on the wire.
             None if body_len == 0 => Body::Skip { code: ErrorCode::NoError, remaining: 0 },
             None => Body::Skip { code: ErrorCode::UnsupportedMessage, remaining: u64::from(body_len) },
             Some(_) if total > self.max_receive_size as u64 => {
