@@ -59,10 +59,16 @@ check() {
     local d=$1; shift
     if "$@" >"$tmp/out" 2>&1; then ok "$d"; else bad "$d"; fi
 }
-# retry SECONDS COMMAND...: until it succeeds; output of the last try in $tmp/out.
+# retry SECONDS ALIVE COMMAND...: until COMMAND succeeds; gives up at once when
+# `ALIVE` (a pid, or a container name) has died. Output of the last try in $tmp/out.
 retry() {
-    local end=$((SECONDS + $1)); shift
+    local end=$((SECONDS + $1)) alive=$2; shift 2
     until "$@" >"$tmp/out" 2>&1; do
+        if [[ $alive =~ ^[0-9]+$ ]]; then
+            kill -0 "$alive" 2>/dev/null || { echo "process $alive exited" >>"$tmp/out"; return 1; }
+        elif [ "$(podman inspect -f '{{.State.Running}}' "$alive" 2>/dev/null)" != true ]; then
+            echo "container $alive is not running" >>"$tmp/out"; return 1
+        fi
         [ $SECONDS -lt "$end" ] || return 1
         sleep 0.5
     done
@@ -119,7 +125,7 @@ test_binary() {
         >"$d/log" 2>&1 &
     pid=$!
     pids+=("$pid")
-    if retry "${ready_timeout[$a]}" "$host_tool" -s -p "$d/run/qnetd.sock"; then
+    if retry "${ready_timeout[$a]}" "$pid" "$host_tool" -s -p "$d/run/qnetd.sock"; then
         ok "$a binary: daemon answers the host amd64 corosync-qnetd-tool -s"
     else
         bad "$a binary: daemon answers the host amd64 corosync-qnetd-tool -s"
@@ -174,7 +180,7 @@ test_amd64_image() {
     ca=$mp/qnetd/nssdb/$ca_name
     check "amd64 image: daemon starts (--cap-drop=ALL --read-only --user $uid, empty volume)" \
         run_daemon "$name" amd64 "$vol" "$port"
-    if retry "${ready_timeout[amd64]}" tool_status "$name"; then
+    if retry "${ready_timeout[amd64]}" "$name" tool_status "$name"; then
         ok "amd64 image: podman exec corosync-qnetd-tool -s answers"
     else
         bad "amd64 image: podman exec corosync-qnetd-tool -s answers"
@@ -209,7 +215,7 @@ test_amd64_image() {
     # Same volume again: the CA must be kept, not made anew.
     sum=$(sha256sum "$ca" 2>/dev/null)
     run_daemon "$name" amd64 "$vol" "" >/dev/null 2>&1
-    if retry "${ready_timeout[amd64]}" tool_status "$name"; then
+    if retry "${ready_timeout[amd64]}" "$name" tool_status "$name"; then
         check "amd64 image: restart on the same volume keeps the CA" bash -c '[ -n "$1" ] && [ "$(sha256sum "$2")" = "$1" ]' _ "$sum" "$ca"
     else
         bad "amd64 image: restart on the same volume answers corosync-qnetd-tool -s"
@@ -224,7 +230,7 @@ test_arm_image() {
         version_ok "$rc" "$out" "$version" "${triple[$a]}"
     podman volume create "$vol" >/dev/null && volumes+=("$vol")
     check "$a image (qemu): daemon starts" run_daemon "$name" "$a" "$vol" ""
-    if retry "${ready_timeout[$a]}" tool_status "$name"; then
+    if retry "${ready_timeout[$a]}" "$name" tool_status "$name"; then
         ok "$a image (qemu): podman exec corosync-qnetd-tool -s answers"
     else
         bad "$a image (qemu): podman exec corosync-qnetd-tool -s answers"
