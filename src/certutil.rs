@@ -45,23 +45,11 @@ pub fn store_dir() -> PathBuf {
 pub fn c_main(prog: &str, args: &[String]) -> i32 {
     let stdout = io::stdout();
     let stderr = io::stderr();
-    run_c(
-        prog,
-        args,
-        &store_dir(),
-        &mut stdout.lock(),
-        &mut stderr.lock(),
-    )
+    run_c(prog, args, &store_dir(), &mut stdout.lock(), &mut stderr.lock())
 }
 
 /// [`c_main`] with the directory and output streams given (testable).
-pub fn run_c(
-    prog: &str,
-    args: &[String],
-    dir: &Path,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> i32 {
+pub fn run_c(prog: &str, args: &[String], dir: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let opts = match parse_getopts(args) {
         Ok(o) => o,
         Err(Stop::Help) => return usage(prog, out),
@@ -106,12 +94,7 @@ enum Stop {
 /// bash `getopts ":Ghisc:n:"`, processed left to right: `-h` stops with the usage
 /// at once, an unknown option or a missing argument stops with an error.
 fn parse_getopts(args: &[String]) -> Result<Opts, Stop> {
-    let mut opts = Opts {
-        op: None,
-        crq: String::new(),
-        name: String::new(),
-        group_write: true,
-    };
+    let mut opts = Opts { op: None, crq: String::new(), name: String::new(), group_write: true };
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
@@ -177,17 +160,8 @@ fn do_init(dir: &Path, group_write: bool, out: &mut dyn Write, err: &mut dyn Wri
             if !existed {
                 let _ = writeln!(out, "Creating {}", dir.display());
             }
-            let _ = writeln!(
-                out,
-                "Created new CA ({}) and server certificate ({})",
-                pki::CA_CN,
-                pki::SERVER_CN
-            );
-            let _ = writeln!(
-                out,
-                "QNetd CA certificate is exported as {}",
-                pki::ca_export_path(dir).display()
-            );
+            let _ = writeln!(out, "Created new CA ({}) and server certificate ({})", pki::CA_CN, pki::SERVER_CN);
+            let _ = writeln!(out, "QNetd CA certificate is exported as {}", pki::ca_export_path(dir).display());
             0
         }
         Err(e) => {
@@ -218,11 +192,7 @@ fn do_sign(
     match pki::check_initialized(dir) {
         Ok(()) => {}
         Err(PkiError::NotInitialized { .. }) => {
-            let _ = writeln!(
-                err,
-                "Certificate database doesn't exists. Use {} -i to create it",
-                prog
-            );
+            let _ = writeln!(err, "Certificate database doesn't exists. Use {} -i to create it", prog);
             return 1;
         }
         // A C qnetd NSS database (says what to do), or an unreadable directory.
@@ -302,11 +272,7 @@ pub fn run_with(args: &CertutilArgs, out: &mut dyn Write, err: &mut dyn Write) -
         }
         (true, false) => do_init(&dir, group_write, out, err),
         (false, true) => {
-            let crq = args
-                .crq
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let crq = args.crq.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
             let name = args.name.clone().unwrap_or_default();
             do_sign("qnetd certutil", &dir, &crq, &name, group_write, out, err)
         }
@@ -327,15 +293,7 @@ mod tests {
     #[test]
     fn getopts_semantics() {
         let o = parse_getopts(&args(&["-sn", "clu", "-cfile.crq", "-G"])).unwrap();
-        assert_eq!(
-            o,
-            Opts {
-                op: Some(Op::Sign),
-                crq: "file.crq".into(),
-                name: "clu".into(),
-                group_write: false
-            }
-        );
+        assert_eq!(o, Opts { op: Some(Op::Sign), crq: "file.crq".into(), name: "clu".into(), group_write: false });
         // Last operation wins; -c takes the next word even if it starts with '-'.
         let o = parse_getopts(&args(&["-is", "-c", "-x"])).unwrap();
         assert_eq!((o.op, o.crq.as_str()), (Some(Op::Sign), "-x"));
@@ -350,14 +308,8 @@ mod tests {
         assert_eq!(parse_getopts(&args(&["-h", "-x"])), Err(Stop::Help));
         assert_eq!(parse_getopts(&args(&["-x", "-h"])), Err(Stop::Invalid('x')));
         assert_eq!(parse_getopts(&args(&["-ih"])), Err(Stop::Help));
-        assert_eq!(
-            parse_getopts(&args(&["-s", "-n"])),
-            Err(Stop::MissingArgument('n'))
-        );
-        assert_eq!(
-            parse_getopts(&args(&["-sc"])),
-            Err(Stop::MissingArgument('c'))
-        );
+        assert_eq!(parse_getopts(&args(&["-s", "-n"])), Err(Stop::MissingArgument('n')));
+        assert_eq!(parse_getopts(&args(&["-sc"])), Err(Stop::MissingArgument('c')));
     }
 
     struct Run {
@@ -369,18 +321,8 @@ mod tests {
     fn run_tool(dir: &Path, list: &[&str]) -> Run {
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let code = run_c(
-            "corosync-qnetd-certutil",
-            &args(list),
-            dir,
-            &mut out,
-            &mut err,
-        );
-        Run {
-            code,
-            out: String::from_utf8(out).unwrap(),
-            err: String::from_utf8(err).unwrap(),
-        }
+        let code = run_c("corosync-qnetd-certutil", &args(list), dir, &mut out, &mut err);
+        Run { code, out: String::from_utf8(out).unwrap(), err: String::from_utf8(err).unwrap() }
     }
 
     fn temp(tag: &str) -> PathBuf {
@@ -400,9 +342,7 @@ mod tests {
         let kp = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "clu");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "clu");
         params.serialize_request(&kp).unwrap().der().to_vec()
     }
 
@@ -410,29 +350,17 @@ mod tests {
     fn help_and_bad_options() {
         let base = temp("help");
         let dir = base.join("nssdb");
-        for list in [
-            &[][..],
-            &["-h"][..],
-            &["-G"][..],
-            &["-c", "x", "-n", "y"][..],
-        ] {
+        for list in [&[][..], &["-h"][..], &["-G"][..], &["-c", "x", "-n", "y"][..]] {
             let r = run_tool(&dir, list);
             assert_eq!(r.code, 0, "{:?}", list);
-            assert!(r.out.starts_with(
-                "corosync-qnetd-certutil: [-i|-s] [-c certificate] [-G] [-n cluster_name]\n\n"
-            ));
-            assert!(r
-                .out
-                .contains(" -G                  Do not set group write bit for new files\n"));
+            assert!(r.out.starts_with("corosync-qnetd-certutil: [-i|-s] [-c certificate] [-G] [-n cluster_name]\n\n"));
+            assert!(r.out.contains(" -G                  Do not set group write bit for new files\n"));
             assert!(r.err.is_empty());
         }
         let r = run_tool(&dir, &["-x"]);
         assert_eq!((r.code, r.err.as_str()), (1, "Invalid option: -x\n"));
         let r = run_tool(&dir, &["-s", "-c"]);
-        assert_eq!(
-            (r.code, r.err.as_str()),
-            (1, "Option -c requires an argument.\n")
-        );
+        assert_eq!((r.code, r.err.as_str()), (1, "Option -c requires an argument.\n"));
         assert!(!dir.exists(), "nothing created");
         let _ = fs::remove_dir_all(&base);
     }
@@ -448,58 +376,33 @@ mod tests {
         // -s before -i: store missing.
         let r = run_tool(&dir, &["-s", "-c", crq_s, "-n", "clu"]);
         assert_eq!(r.code, 1);
-        assert_eq!(
-            r.err,
-            "Certificate database doesn't exists. Use corosync-qnetd-certutil -i to create it\n"
-        );
+        assert_eq!(r.err, "Certificate database doesn't exists. Use corosync-qnetd-certutil -i to create it\n");
         // Missing request file / name: exit 2, checked before the store.
         let r = run_tool(&dir, &["-s", "-c", "/nonexistent/x.crq", "-n", "clu"]);
-        assert_eq!(
-            (r.code, r.err.as_str()),
-            (2, "Can't open certificate file /nonexistent/x.crq\n")
-        );
+        assert_eq!((r.code, r.err.as_str()), (2, "Can't open certificate file /nonexistent/x.crq\n"));
         let r = run_tool(&dir, &["-s", "-c", crq_s]);
-        assert_eq!(
-            (r.code, r.err.as_str()),
-            (2, "You have to specify cluster name\n")
-        );
+        assert_eq!((r.code, r.err.as_str()), (2, "You have to specify cluster name\n"));
 
         let r = run_tool(&dir, &["-i"]);
         assert_eq!(r.code, 0, "{}", r.err);
         let export = dir.join("qnetd-cacert.crt");
         assert!(r.out.starts_with(&format!("Creating {}\n", dir.display())));
-        assert!(r.out.ends_with(&format!(
-            "QNetd CA certificate is exported as {}\n",
-            export.display()
-        )));
+        assert!(r.out.ends_with(&format!("QNetd CA certificate is exported as {}\n", export.display())));
         assert!(export.exists());
 
         let r = run_tool(&dir, &["-i"]);
         assert_eq!(r.code, 1);
         assert_eq!(
             r.err,
-            format!(
-                "Certificate database ({}) already exists. Delete it to initialize new db\n",
-                dir.display()
-            )
+            format!("Certificate database ({}) already exists. Delete it to initialize new db\n", dir.display())
         );
 
         let r = run_tool(&dir, &["-sn", "clu", "-c", crq_s]);
         assert_eq!(r.code, 0, "{}", r.err);
         let out_path = dir.join("cluster-clu.crt");
-        assert_eq!(
-            r.out,
-            format!(
-                "Signing cluster certificate\nCertificate stored in {}\n",
-                out_path.display()
-            )
-        );
+        assert_eq!(r.out, format!("Signing cluster certificate\nCertificate stored in {}\n", out_path.display()));
         // pcs: ^Certificate( request)? stored in (?P<path>.+)$ then reads the file.
-        let line = r
-            .out
-            .lines()
-            .find_map(|l| l.strip_prefix("Certificate stored in "))
-            .unwrap();
+        let line = r.out.lines().find_map(|l| l.strip_prefix("Certificate stored in ")).unwrap();
         let der = fs::read(line).unwrap();
         assert_eq!(der[0], 0x30, "DER, not PEM");
 
@@ -508,14 +411,7 @@ mod tests {
         fs::write(&bad, b"not a request").unwrap();
         let r = run_tool(&dir, &["-s", "-c", bad.to_str().unwrap(), "-n", "bad"]);
         assert_eq!(r.code, 1);
-        assert!(
-            r.err.starts_with(&format!(
-                "{}: certificate request rejected: ",
-                bad.display()
-            )),
-            "{}",
-            r.err
-        );
+        assert!(r.err.starts_with(&format!("{}: certificate request rejected: ", bad.display())), "{}", r.err);
         assert!(!r.out.contains("Certificate stored in"));
         let _ = fs::remove_dir_all(&base);
     }
@@ -541,9 +437,7 @@ mod tests {
     fn argh_front_end() {
         let base = temp("argh");
         let dir = base.join("store");
-        let parsed =
-            CertutilArgs::from_args(&["certutil"], &["-i", "-G", "--dir", dir.to_str().unwrap()])
-                .unwrap();
+        let parsed = CertutilArgs::from_args(&["certutil"], &["-i", "-G", "--dir", dir.to_str().unwrap()]).unwrap();
         assert!(parsed.init && parsed.no_group_write);
         let (mut out, mut err) = (Vec::new(), Vec::new());
         assert_eq!(run_with(&parsed, &mut out, &mut err), 0);
@@ -552,22 +446,12 @@ mod tests {
         fs::write(&crq, ecdsa_csr_der()).unwrap();
         let parsed = CertutilArgs::from_args(
             &["certutil"],
-            &[
-                "--sign",
-                "--crq",
-                crq.to_str().unwrap(),
-                "--name",
-                "n1",
-                "--dir",
-                dir.to_str().unwrap(),
-            ],
+            &["--sign", "--crq", crq.to_str().unwrap(), "--name", "n1", "--dir", dir.to_str().unwrap()],
         )
         .unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());
         assert_eq!(run_with(&parsed, &mut out, &mut err), 0);
-        assert!(String::from_utf8(out)
-            .unwrap()
-            .contains("Certificate stored in "));
+        assert!(String::from_utf8(out).unwrap().contains("Certificate stored in "));
         let both = CertutilArgs::from_args(&["certutil"], &["-i", "-s"]).unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());
         assert_eq!(run_with(&both, &mut out, &mut err), 1);

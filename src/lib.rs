@@ -7,10 +7,14 @@
 
 pub mod algo;
 pub mod certutil;
+pub mod client;
 pub mod cluster;
+pub mod daemon;
 pub mod ipc;
 pub mod pki;
+pub mod server;
 pub mod session;
 pub mod settings;
+pub mod tls;
 pub mod tool;
 pub mod wire;

@@ -157,14 +157,8 @@ impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Keep the private key out of logs and test failure output.
         f.debug_struct("Identity")
-            .field(
-                "ca_cert_der",
-                &format_args!("{} bytes", self.ca_cert_der.len()),
-            )
-            .field(
-                "server_cert_der",
-                &format_args!("{} bytes", self.server_cert_der.len()),
-            )
+            .field("ca_cert_der", &format_args!("{} bytes", self.ca_cert_der.len()))
+            .field("server_cert_der", &format_args!("{} bytes", self.server_cert_der.len()))
             .field("server_key_der", &"<redacted>")
             .finish()
     }
@@ -174,11 +168,7 @@ impl fmt::Debug for Identity {
 #[derive(Debug)]
 pub enum PkiError {
     /// A file system operation failed.
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    Io { action: &'static str, path: PathBuf, source: io::Error },
     /// No (complete) store in this directory.
     NotInitialized { dir: PathBuf },
     /// `-i` on a directory that already has a store or an NSS database.
@@ -209,11 +199,9 @@ impl fmt::Display for PkiError {
                  or let corosync-qnetd create it on first start)",
                 dir.display()
             ),
-            PkiError::AlreadyInitialized { dir } => write!(
-                f,
-                "Certificate database ({}) already exists. Delete it to initialize new db",
-                dir.display()
-            ),
+            PkiError::AlreadyInitialized { dir } => {
+                write!(f, "Certificate database ({}) already exists. Delete it to initialize new db", dir.display())
+            }
             PkiError::ForeignNssDatabase { dir, file } => write!(
                 f,
                 "{d} holds an NSS database of the C corosync-qnetd ({file}) and no qnetd \
@@ -228,11 +216,9 @@ impl fmt::Display for PkiError {
             PkiError::BadRequest { reason } => {
                 write!(f, "certificate request rejected: {}", reason)
             }
-            PkiError::BadClusterName { name } => write!(
-                f,
-                "cluster name {:?} cannot be used: it must be non-empty and contain no '/' or NUL",
-                name
-            ),
+            PkiError::BadClusterName { name } => {
+                write!(f, "cluster name {:?} cannot be used: it must be non-empty and contain no '/' or NUL", name)
+            }
             PkiError::BadCertificate { reason } => write!(f, "bad certificate: {}", reason),
             PkiError::Crypto { reason } => write!(f, "cryptographic operation failed: {}", reason),
         }
@@ -250,18 +236,11 @@ impl std::error::Error for PkiError {
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PkiError {
     let path = path.to_path_buf();
-    move |source| PkiError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| PkiError::Io { action, path, source }
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> PkiError {
-    PkiError::Corrupt {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    PkiError::Corrupt { path: path.to_path_buf(), reason: reason.into() }
 }
 
 // ---------------------------------------------------------------------------
@@ -291,10 +270,7 @@ pub fn ensure_initialized(dir: &Path) -> Result<(Identity, bool), PkiError> {
             let _ = store.remove_temp_files();
             Ok((load(dir)?, false))
         }
-        State::Foreign(file) => Err(PkiError::ForeignNssDatabase {
-            dir: dir.to_path_buf(),
-            file,
-        }),
+        State::Foreign(file) => Err(PkiError::ForeignNssDatabase { dir: dir.to_path_buf(), file }),
         State::Fresh => Ok((store.initialize(false)?, true)),
     }
 }
@@ -306,9 +282,7 @@ pub fn init(dir: &Path, group_write: bool) -> Result<Identity, PkiError> {
     create_dir(dir, group_write)?;
     let store = Locked::lock(dir)?;
     match probe(dir)? {
-        State::Committed | State::Foreign(_) => Err(PkiError::AlreadyInitialized {
-            dir: dir.to_path_buf(),
-        }),
+        State::Committed | State::Foreign(_) => Err(PkiError::AlreadyInitialized { dir: dir.to_path_buf() }),
         State::Fresh => store.initialize(group_write),
     }
 }
@@ -331,32 +305,17 @@ pub fn load(dir: &Path) -> Result<Identity, PkiError> {
 
     let ca = parse_cert(&ca_path, &ca_cert_der)?;
     if !ca.is_ca() {
-        return Err(corrupt(
-            &ca_path,
-            "not a CA certificate (basicConstraints CA:true missing)",
-        ));
+        return Err(corrupt(&ca_path, "not a CA certificate (basicConstraints CA:true missing)"));
     }
     let server = parse_cert(&server_path, &server_cert_der)?;
     server
         .verify_signature(Some(ca.public_key()))
-        .map_err(|e| {
-            corrupt(
-                &server_path,
-                format!("not signed by the CA in {}: {}", CA_CERT_FILE, e),
-            )
-        })?;
+        .map_err(|e| corrupt(&server_path, format!("not signed by the CA in {}: {}", CA_CERT_FILE, e)))?;
     let key = parse_key(&key_path, &server_key_der)?;
     if key.subject_public_key_info() != server.public_key().raw {
-        return Err(corrupt(
-            &key_path,
-            format!("key does not match {}", SERVER_CERT_FILE),
-        ));
+        return Err(corrupt(&key_path, format!("key does not match {}", SERVER_CERT_FILE)));
     }
-    Ok(Identity {
-        ca_cert_der,
-        server_cert_der,
-        server_key_der,
-    })
+    Ok(Identity { ca_cert_der, server_cert_der, server_key_der })
 }
 
 /// `corosync-qnetd-certutil -s`: sign a node's PKCS#10 request (DER, or PEM with
@@ -364,16 +323,9 @@ pub fn load(dir: &Path) -> Result<Identity, PkiError> {
 /// `cluster-<cluster_name>.crt` (DER). The subject and public key are copied
 /// from the request; no extensions are added (requested ones are ignored).
 /// Returns the path written.
-pub fn sign_request(
-    dir: &Path,
-    csr_bytes: &[u8],
-    cluster_name: &str,
-    group_write: bool,
-) -> Result<PathBuf, PkiError> {
+pub fn sign_request(dir: &Path, csr_bytes: &[u8], cluster_name: &str, group_write: bool) -> Result<PathBuf, PkiError> {
     if cluster_name.is_empty() || cluster_name.contains('/') || cluster_name.contains('\0') {
-        return Err(PkiError::BadClusterName {
-            name: cluster_name.to_string(),
-        });
+        return Err(PkiError::BadClusterName { name: cluster_name.to_string() });
     }
     let request = Request::parse(csr_bytes)?;
 
@@ -387,30 +339,14 @@ pub fn sign_request(
     let key_path = dir.join(CA_KEY_FILE);
     let ca_key = parse_key(&key_path, &read_pem_file(&key_path, &["PRIVATE KEY"])?)?;
     if ca_key.subject_public_key_info() != ca.public_key().raw {
-        return Err(corrupt(
-            &key_path,
-            format!("key does not match {}", CA_CERT_FILE),
-        ));
+        return Err(corrupt(&key_path, format!("key does not match {}", CA_CERT_FILE)));
     }
 
     let policy = Policy::new(dir, group_write)?;
     let serial = store.next_serial(&policy, 1)?;
-    let der = issue(
-        &ca_key,
-        ca.subject().as_raw(),
-        serial,
-        &request.subject,
-        &request.spki,
-        unix_now(),
-        &[],
-    )?;
+    let der = issue(&ca_key, ca.subject().as_raw(), serial, &request.subject, &request.spki, unix_now(), &[])?;
     let path = cluster_cert_path(dir, cluster_name);
-    store.write(
-        &format!("cluster-{}.crt", cluster_name),
-        &der,
-        policy.file_mode(),
-        &policy,
-    )?;
+    store.write(&format!("cluster-{}.crt", cluster_name), &der, policy.file_mode(), &policy)?;
     Ok(path)
 }
 
@@ -423,36 +359,24 @@ pub fn cert_expiry(dir: &Path) -> Result<(i64, i64), PkiError> {
     let server_path = dir.join(SERVER_CERT_FILE);
     let server_der = read_pem_file(&server_path, &["CERTIFICATE"])?;
     let server = parse_cert(&server_path, &server_der)?;
-    Ok((
-        ca.validity().not_after.timestamp(),
-        server.validity().not_after.timestamp(),
-    ))
+    Ok((ca.validity().not_after.timestamp(), server.validity().not_after.timestamp()))
 }
 
 /// subjectAltName dNSName entries and subject common names of a certificate
 /// (the names the session compares with the cluster name, session.md §5.1).
 /// Names that are not text (e.g. BMPString CNs) are skipped.
 pub fn cert_names(der: &[u8]) -> Result<CertNames, PkiError> {
-    let (rest, cert) = X509Certificate::from_der(der).map_err(|e| PkiError::BadCertificate {
-        reason: e.to_string(),
-    })?;
+    let (rest, cert) =
+        X509Certificate::from_der(der).map_err(|e| PkiError::BadCertificate { reason: e.to_string() })?;
     if !rest.is_empty() {
-        return Err(PkiError::BadCertificate {
-            reason: "trailing bytes after the certificate".into(),
-        });
+        return Err(PkiError::BadCertificate { reason: "trailing bytes after the certificate".into() });
     }
-    let common_names = cert
-        .subject()
-        .iter_common_name()
-        .filter_map(|cn| cn.as_str().ok())
-        .map(str::to_string)
-        .collect();
+    let common_names =
+        cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_string).collect();
     let mut dns_names = Vec::new();
     let san = cert
         .subject_alternative_name()
-        .map_err(|e| PkiError::BadCertificate {
-            reason: format!("subjectAltName: {}", e),
-        })?;
+        .map_err(|e| PkiError::BadCertificate { reason: format!("subjectAltName: {}", e) })?;
     if let Some(san) = san {
         for name in &san.value.general_names {
             if let GeneralName::DNSName(dns) = name {
@@ -460,10 +384,7 @@ pub fn cert_names(der: &[u8]) -> Result<CertNames, PkiError> {
             }
         }
     }
-    Ok(CertNames {
-        dns_names,
-        common_names,
-    })
+    Ok(CertNames { dns_names, common_names })
 }
 
 // ---------------------------------------------------------------------------
@@ -502,9 +423,7 @@ fn require_dir(dir: &Path) -> Result<(), PkiError> {
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(corrupt(dir, "not a directory")),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(PkiError::NotInitialized {
-            dir: dir.to_path_buf(),
-        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(PkiError::NotInitialized { dir: dir.to_path_buf() }),
         Err(e) => Err(io_err("inspect", dir)(e)),
     }
 }
@@ -519,13 +438,8 @@ fn require_committed(dir: &Path) -> Result<(), PkiError> {
     require_dir(dir)?;
     match probe(dir)? {
         State::Committed => Ok(()),
-        State::Foreign(file) => Err(PkiError::ForeignNssDatabase {
-            dir: dir.to_path_buf(),
-            file,
-        }),
-        State::Fresh => Err(PkiError::NotInitialized {
-            dir: dir.to_path_buf(),
-        }),
+        State::Foreign(file) => Err(PkiError::ForeignNssDatabase { dir: dir.to_path_buf(), file }),
+        State::Fresh => Err(PkiError::NotInitialized { dir: dir.to_path_buf() }),
     }
 }
 
@@ -552,8 +466,7 @@ fn create_dir(dir: &Path, group_write: bool) -> Result<bool, PkiError> {
     }
     if is_root() {
         let meta = fs::metadata(&parent).map_err(io_err("inspect", &parent))?;
-        std::os::unix::fs::chown(dir, Some(meta.uid()), Some(meta.gid()))
-            .map_err(io_err("change owner of", dir))?;
+        std::os::unix::fs::chown(dir, Some(meta.uid()), Some(meta.gid())).map_err(io_err("change owner of", dir))?;
     }
     // The umask may have narrowed the mode given to mkdir.
     set_mode_path(dir, mode)?;
@@ -562,14 +475,11 @@ fn create_dir(dir: &Path, group_write: bool) -> Result<bool, PkiError> {
 }
 
 fn set_mode_path(path: &Path, mode: u32) -> Result<(), PkiError> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(io_err("change mode of", path))
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err("change mode of", path))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), PkiError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("sync directory", dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("sync directory", dir))
 }
 
 fn is_root() -> bool {
@@ -640,18 +550,13 @@ impl Locked {
                 return Err(io_err("lock directory", dir)(err));
             }
         }
-        Ok(Locked {
-            dir: dir.to_path_buf(),
-            fd,
-        })
+        Ok(Locked { dir: dir.to_path_buf(), fd })
     }
 
     /// Atomically replace `name` with `data`: temp file, fsync, rename, fsync dir.
     fn write(&self, name: &str, data: &[u8], mode: u32, policy: &Policy) -> Result<(), PkiError> {
         let final_path = self.dir.join(name);
-        let tmp_path = self
-            .dir
-            .join(format!(".{}.{}.tmp", name, std::process::id()));
+        let tmp_path = self.dir.join(format!(".{}.{}.tmp", name, std::process::id()));
         let result = (|| {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -661,18 +566,14 @@ impl Locked {
                 .open(&tmp_path)
                 .map_err(io_err("create", &tmp_path))?;
             if let Some((uid, gid)) = policy.owner {
-                std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
-                    .map_err(io_err("change owner of", &tmp_path))?;
+                std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(io_err("change owner of", &tmp_path))?;
             }
-            f.set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(io_err("change mode of", &tmp_path))?;
+            f.set_permissions(fs::Permissions::from_mode(mode)).map_err(io_err("change mode of", &tmp_path))?;
             f.write_all(data).map_err(io_err("write", &tmp_path))?;
             f.sync_all().map_err(io_err("sync", &tmp_path))?;
             drop(f);
             fs::rename(&tmp_path, &final_path).map_err(io_err("rename into", &final_path))?;
-            self.fd
-                .sync_all()
-                .map_err(io_err("sync directory", &self.dir))
+            self.fd.sync_all().map_err(io_err("sync directory", &self.dir))
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp_path);
@@ -711,15 +612,8 @@ impl Locked {
             Err(e) if e.kind() == io::ErrorKind::NotFound => INITIAL_SERIAL,
             Err(e) => return Err(io_err("read", &path)(e)),
         };
-        let end = last
-            .checked_add(count)
-            .ok_or_else(|| corrupt(&path, "serial number space exhausted"))?;
-        self.write(
-            SERIAL_FILE,
-            format!("{}\n", end).as_bytes(),
-            policy.file_mode(),
-            policy,
-        )?;
+        let end = last.checked_add(count).ok_or_else(|| corrupt(&path, "serial number space exhausted"))?;
+        self.write(SERIAL_FILE, format!("{}\n", end).as_bytes(), policy.file_mode(), policy)?;
         Ok(last + 1)
     }
 
@@ -728,16 +622,10 @@ impl Locked {
         self.remove_temp_files()?;
         let policy = Policy::new(&self.dir, group_write)?;
         let now = unix_now();
-        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| {
-            PkiError::Crypto {
-                reason: format!("CA key generation: {}", e),
-            }
-        })?;
-        let server_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| {
-            PkiError::Crypto {
-                reason: format!("server key generation: {}", e),
-            }
-        })?;
+        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| PkiError::Crypto { reason: format!("CA key generation: {}", e) })?;
+        let server_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| PkiError::Crypto { reason: format!("server key generation: {}", e) })?;
 
         let ca_serial = self.next_serial(&policy, 2)?;
         let ca_name = der::name_cn(CA_CN);
@@ -763,43 +651,14 @@ impl Locked {
 
         let key_mode = policy.key_mode();
         let file_mode = policy.file_mode();
-        self.write(
-            CA_KEY_FILE,
-            pem::encode("PRIVATE KEY", &ca_key.serialize_der()).as_bytes(),
-            key_mode,
-            &policy,
-        )?;
-        self.write(
-            CA_CERT_FILE,
-            pem::encode("CERTIFICATE", &ca_cert_der).as_bytes(),
-            file_mode,
-            &policy,
-        )?;
-        self.write(
-            SERVER_KEY_FILE,
-            pem::encode("PRIVATE KEY", &server_key_der).as_bytes(),
-            key_mode,
-            &policy,
-        )?;
-        self.write(
-            SERVER_CERT_FILE,
-            pem::encode("CERTIFICATE", &server_cert_der).as_bytes(),
-            file_mode,
-            &policy,
-        )?;
+        self.write(CA_KEY_FILE, pem::encode("PRIVATE KEY", &ca_key.serialize_der()).as_bytes(), key_mode, &policy)?;
+        self.write(CA_CERT_FILE, pem::encode("CERTIFICATE", &ca_cert_der).as_bytes(), file_mode, &policy)?;
+        self.write(SERVER_KEY_FILE, pem::encode("PRIVATE KEY", &server_key_der).as_bytes(), key_mode, &policy)?;
+        self.write(SERVER_CERT_FILE, pem::encode("CERTIFICATE", &server_cert_der).as_bytes(), file_mode, &policy)?;
         let export = ca_export_text(&ca_cert_der, ca_serial, now);
-        self.write(
-            CA_EXPORT_FILE,
-            export.as_bytes(),
-            policy.export_mode(),
-            &policy,
-        )?;
+        self.write(CA_EXPORT_FILE, export.as_bytes(), policy.export_mode(), &policy)?;
         self.write(MARKER_FILE, MARKER_CONTENT.as_bytes(), file_mode, &policy)?;
-        Ok(Identity {
-            ca_cert_der,
-            server_cert_der,
-            server_key_der,
-        })
+        Ok(Identity { ca_cert_der, server_cert_der, server_key_der })
     }
 }
 
@@ -818,10 +677,7 @@ fn read_pem_file(path: &Path, labels: &[&str]) -> Result<Vec<u8>, PkiError> {
     match pem::decode(&data, labels) {
         Some(Ok(der)) => Ok(der),
         Some(Err(reason)) => Err(corrupt(path, reason)),
-        None => Err(corrupt(
-            path,
-            format!("no PEM block labelled {}", labels.join(" or ")),
-        )),
+        None => Err(corrupt(path, format!("no PEM block labelled {}", labels.join(" or ")))),
     }
 }
 
@@ -834,13 +690,9 @@ fn parse_cert<'a>(path: &Path, der: &'a [u8]) -> Result<X509Certificate<'a>, Pki
 }
 
 fn parse_key(path: &Path, pkcs8: &[u8]) -> Result<KeyPair, PkiError> {
-    let key = KeyPair::try_from(pkcs8)
-        .map_err(|e| corrupt(path, format!("not a usable PKCS#8 private key: {}", e)))?;
+    let key = KeyPair::try_from(pkcs8).map_err(|e| corrupt(path, format!("not a usable PKCS#8 private key: {}", e)))?;
     if der::signature_algorithm(&key).is_none() {
-        return Err(corrupt(
-            path,
-            "unsupported key type (ECDSA P-256 or RSA expected)",
-        ));
+        return Err(corrupt(path, "unsupported key type (ECDSA P-256 or RSA expected)"));
     }
     Ok(key)
 }
@@ -854,35 +706,27 @@ struct Request {
 impl Request {
     fn parse(bytes: &[u8]) -> Result<Request, PkiError> {
         let bad = |reason: String| PkiError::BadRequest { reason };
-        let der =
-            if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-                match pem::decode(bytes, &["NEW CERTIFICATE REQUEST", "CERTIFICATE REQUEST"]) {
-                    Some(Ok(der)) => der,
-                    Some(Err(reason)) => return Err(bad(reason)),
-                    None => return Err(bad(
-                        "PEM input without a CERTIFICATE REQUEST or NEW CERTIFICATE REQUEST block"
-                            .into(),
-                    )),
+        let der = if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+            match pem::decode(bytes, &["NEW CERTIFICATE REQUEST", "CERTIFICATE REQUEST"]) {
+                Some(Ok(der)) => der,
+                Some(Err(reason)) => return Err(bad(reason)),
+                None => {
+                    return Err(bad("PEM input without a CERTIFICATE REQUEST or NEW CERTIFICATE REQUEST block".into()))
                 }
-            } else {
-                bytes.to_vec()
-            };
+            }
+        } else {
+            bytes.to_vec()
+        };
         let (rest, csr) = X509CertificationRequest::from_der(&der)
             .map_err(|e| bad(format!("not a PKCS#10 certificate request: {}", e)))?;
         if !rest.is_empty() {
             return Err(bad("trailing bytes after the request".into()));
         }
         csr.verify_signature().map_err(|e| {
-            bad(format!(
-                "its self-signature does not verify ({}); RSA keys need at least 2048 bits",
-                e
-            ))
+            bad(format!("its self-signature does not verify ({}); RSA keys need at least 2048 bits", e))
         })?;
         let info = &csr.certification_request_info;
-        Ok(Request {
-            subject: info.subject.as_raw().to_vec(),
-            spki: info.subject_pki.raw.to_vec(),
-        })
+        Ok(Request { subject: info.subject.as_raw().to_vec(), spki: info.subject_pki.raw.to_vec() })
     }
 }
 
@@ -908,24 +752,12 @@ fn issue(
     not_before: i64,
     extensions: &[Vec<u8>],
 ) -> Result<Vec<u8>, PkiError> {
-    let alg = der::signature_algorithm(signer).ok_or_else(|| PkiError::Crypto {
-        reason: "unsupported signing key type".into(),
-    })?;
+    let alg = der::signature_algorithm(signer)
+        .ok_or_else(|| PkiError::Crypto { reason: "unsupported signing key type".into() })?;
     let version = der::tlv(0xa0, &der::uint(2));
     let serial = der::uint(serial);
-    let validity = der::seq(&[
-        &der::time(not_before),
-        &der::time(time::add_months(not_before, VALIDITY_MONTHS)),
-    ]);
-    let mut parts: Vec<&[u8]> = vec![
-        &version,
-        &serial,
-        &alg,
-        issuer_name,
-        &validity,
-        subject_name,
-        spki,
-    ];
+    let validity = der::seq(&[&der::time(not_before), &der::time(time::add_months(not_before, VALIDITY_MONTHS))]);
+    let mut parts: Vec<&[u8]> = vec![&version, &serial, &alg, issuer_name, &validity, subject_name, spki];
     let ext_block;
     if !extensions.is_empty() {
         let list: Vec<&[u8]> = extensions.iter().map(Vec::as_slice).collect();
@@ -933,9 +765,7 @@ fn issue(
         parts.push(&ext_block);
     }
     let tbs = der::seq(&parts);
-    let signature = signer.sign(&tbs).map_err(|e| PkiError::Crypto {
-        reason: format!("signing: {}", e),
-    })?;
+    let signature = signer.sign(&tbs).map_err(|e| PkiError::Crypto { reason: format!("signing: {}", e) })?;
     let mut bits = Vec::with_capacity(signature.len() + 1);
     bits.push(0);
     bits.extend_from_slice(&signature);
@@ -981,9 +811,7 @@ mod der {
     const OID_CN: &[u8] = &[0x06, 0x03, 0x55, 0x04, 0x03];
     const OID_BASIC_CONSTRAINTS: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x13];
     const OID_ECDSA_SHA256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
-    const OID_RSA_SHA256: &[u8] = &[
-        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b,
-    ];
+    const OID_RSA_SHA256: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b];
     const NULL: &[u8] = &[0x05, 0x00];
 
     pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
@@ -1019,9 +847,7 @@ mod der {
     /// `CN=<cn>` as NSS writes it: one RDN, PrintableString (UTF8String if the
     /// text is not printable-string safe).
     pub fn name_cn(cn: &str) -> Vec<u8> {
-        let printable = cn
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b));
+        let printable = cn.bytes().all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b));
         let value = tlv(if printable { 0x13 } else { 0x0c }, cn.as_bytes());
         seq(&[&tlv(0x31, &seq(&[OID_CN, &value]))])
     }
@@ -1029,11 +855,7 @@ mod der {
     /// basicConstraints, critical, CA:true, pathLenConstraint 0.
     pub fn basic_constraints_ca_pathlen0() -> Vec<u8> {
         let value = seq(&[&tlv(0x01, &[0xff]), &uint(0)]);
-        seq(&[
-            OID_BASIC_CONSTRAINTS,
-            &tlv(0x01, &[0xff]),
-            &tlv(0x04, &value),
-        ])
+        seq(&[OID_BASIC_CONSTRAINTS, &tlv(0x01, &[0xff]), &tlv(0x04, &value)])
     }
 
     /// AlgorithmIdentifier for signatures made with `key`.
@@ -1052,15 +874,9 @@ mod der {
     pub fn time(unix: i64) -> Vec<u8> {
         let (y, mo, d, h, mi, s) = super::time::civil(unix);
         if (1950..2050).contains(&y) {
-            tlv(
-                0x17,
-                format!("{:02}{:02}{:02}{:02}{:02}{:02}Z", y % 100, mo, d, h, mi, s).as_bytes(),
-            )
+            tlv(0x17, format!("{:02}{:02}{:02}{:02}{:02}{:02}Z", y % 100, mo, d, h, mi, s).as_bytes())
         } else {
-            tlv(
-                0x18,
-                format!("{:04}{:02}{:02}{:02}{:02}{:02}Z", y, mo, d, h, mi, s).as_bytes(),
-            )
+            tlv(0x18, format!("{:04}{:02}{:02}{:02}{:02}{:02}Z", y, mo, d, h, mi, s).as_bytes())
         }
     }
 }
@@ -1112,10 +928,7 @@ mod time {
 
     pub fn display(unix: i64) -> String {
         let (y, mo, d, h, mi, s) = civil(unix);
-        format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-            y, mo, d, h, mi, s
-        )
+        format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC", y, mo, d, h, mi, s)
     }
 
     #[cfg(test)]
@@ -1171,9 +984,7 @@ pub(crate) mod pem {
             let mut body = Vec::new();
             for inner in lines.by_ref() {
                 if is_armour(inner, "END", label) {
-                    return Some(
-                        base64_decode(&body).map_err(|e| format!("bad PEM {} block: {}", label, e)),
-                    );
+                    return Some(base64_decode(&body).map_err(|e| format!("bad PEM {} block: {}", label, e)));
                 }
                 body.extend_from_slice(inner);
             }
@@ -1183,14 +994,8 @@ pub(crate) mod pem {
     }
 
     fn trim(line: &[u8]) -> &[u8] {
-        let start = line
-            .iter()
-            .position(|b| !b.is_ascii_whitespace())
-            .unwrap_or(line.len());
-        let end = line
-            .iter()
-            .rposition(|b| !b.is_ascii_whitespace())
-            .map_or(start, |p| p + 1);
+        let start = line.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(line.len());
+        let end = line.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |p| p + 1);
         &line[start..end.max(start)]
     }
 
@@ -1201,11 +1006,7 @@ pub(crate) mod pem {
     pub fn base64_encode(data: &[u8]) -> String {
         let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
         for chunk in data.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -1311,9 +1112,7 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
 
     fn serial_of(der: &[u8]) -> u64 {
         let (_, c) = X509Certificate::from_der(der).unwrap();
-        c.raw_serial()
-            .iter()
-            .fold(0u64, |a, b| (a << 8) | u64::from(*b))
+        c.raw_serial().iter().fold(0u64, |a, b| (a << 8) | u64::from(*b))
     }
 
     fn mode(p: &Path) -> u32 {
@@ -1324,9 +1123,7 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         let kp = KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
         params.serialize_request(&kp).unwrap()
     }
 
@@ -1398,10 +1195,7 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         // The export: text first, then the CA as PEM.
         let export = fs::read(dir.join(CA_EXPORT_FILE)).unwrap();
         assert!(export.starts_with(b"Certificate:\n"));
-        assert_eq!(
-            pem::decode(&export, &["CERTIFICATE"]).unwrap().unwrap(),
-            id.ca_cert_der
-        );
+        assert_eq!(pem::decode(&export, &["CERTIFICATE"]).unwrap().unwrap(), id.ca_cert_der);
         // Server names as the session will see them.
         let names = cert_names(&id.server_cert_der).unwrap();
         assert_eq!(names.common_names, vec!["Qnetd Server".to_string()]);
@@ -1462,28 +1256,17 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         let (_, req) = X509CertificationRequest::from_der(&crq).unwrap();
 
         let new_armour = pem::encode("NEW CERTIFICATE REQUEST", &crq).replace('\n', "\r\n");
-        let plain_armour = format!(
-            "some text first\n{}",
-            pem::encode("CERTIFICATE REQUEST", &crq)
-        );
-        for (name, input) in [
-            ("der", crq.clone()),
-            ("new", new_armour.into_bytes()),
-            ("plain", plain_armour.into_bytes()),
-        ] {
+        let plain_armour = format!("some text first\n{}", pem::encode("CERTIFICATE REQUEST", &crq));
+        for (name, input) in
+            [("der", crq.clone()), ("new", new_armour.into_bytes()), ("plain", plain_armour.into_bytes())]
+        {
             let p = sign_request(&dir, &input, name, true).unwrap();
             let der = fs::read(&p).unwrap();
             let (rest, c) = X509Certificate::from_der(&der).unwrap();
             assert!(rest.is_empty(), "{}: DER file with nothing after", name);
             assert_eq!(c.version().0, 2);
-            assert_eq!(
-                c.subject().as_raw(),
-                req.certification_request_info.subject.as_raw()
-            );
-            assert_eq!(
-                c.public_key().raw,
-                req.certification_request_info.subject_pki.raw
-            );
+            assert_eq!(c.subject().as_raw(), req.certification_request_info.subject.as_raw());
+            assert_eq!(c.public_key().raw, req.certification_request_info.subject_pki.raw);
             assert_eq!(c.issuer().as_raw(), ca.subject().as_raw());
             assert!(c.extensions().is_empty(), "{}: no extensions", name);
             c.verify_signature(Some(ca.public_key())).unwrap();
@@ -1512,20 +1295,14 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         bad_sig[last] ^= 0x01;
         let mut bad_subject = good.clone();
         // "labcluster" -> "mabcluster" inside the signed part.
-        let pos = bad_subject
-            .windows(10)
-            .position(|w| w == b"labcluster")
-            .unwrap();
+        let pos = bad_subject.windows(10).position(|w| w == b"labcluster").unwrap();
         bad_subject[pos] = b'm';
         for (what, input) in [
             ("signature", bad_sig),
             ("subject", bad_subject),
             ("garbage", b"hello".to_vec()),
             ("truncated", good[..good.len() - 10].to_vec()),
-            (
-                "pem-without-request",
-                pem::encode("CERTIFICATE", &good).into_bytes(),
-            ),
+            ("pem-without-request", pem::encode("CERTIFICATE", &good).into_bytes()),
         ] {
             match sign_request(&dir, &input, "x", true) {
                 Err(e @ PkiError::BadRequest { .. }) => {
@@ -1539,10 +1316,7 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         assert!(!dir.join("cluster-x.crt").exists());
         // Nothing was consumed from the serial sequence.
         assert_eq!(fs::read_to_string(dir.join(SERIAL_FILE)).unwrap(), "102\n");
-        assert!(matches!(
-            sign_request(&dir, &good, "a/b", true),
-            Err(PkiError::BadClusterName { .. })
-        ));
+        assert!(matches!(sign_request(&dir, &good, "a/b", true), Err(PkiError::BadClusterName { .. })));
     }
 
     #[test]
@@ -1553,49 +1327,21 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         for f in ["cert9.db", "key4.db"] {
             fs::write(dir.join(f), b"SQLite format 3\0").unwrap();
         }
-        fs::write(
-            dir.join("pkcs11.txt"),
-            b"library=\nname=NSS Internal PKCS #11 Module\n",
-        )
-        .unwrap();
+        fs::write(dir.join("pkcs11.txt"), b"library=\nname=NSS Internal PKCS #11 Module\n").unwrap();
         fs::write(dir.join("serial.txt"), b"103\n").unwrap();
-        let before: Vec<_> = fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let before: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
 
         let err = ensure_initialized(&dir).unwrap_err();
-        assert!(
-            matches!(err, PkiError::ForeignNssDatabase { .. }),
-            "{:?}",
-            err
-        );
+        assert!(matches!(err, PkiError::ForeignNssDatabase { .. }), "{:?}", err);
         let msg = err.to_string();
         assert!(!msg.contains('\n'));
-        for needle in [
-            dir.to_str().unwrap(),
-            "pk12util",
-            "mv ",
-            "enrol every cluster",
-        ] {
+        for needle in [dir.to_str().unwrap(), "pk12util", "mv ", "enrol every cluster"] {
             assert!(msg.contains(needle), "{:?} lacks {:?}", msg, needle);
         }
-        assert!(matches!(
-            load(&dir),
-            Err(PkiError::ForeignNssDatabase { .. })
-        ));
-        assert!(matches!(
-            init(&dir, true),
-            Err(PkiError::AlreadyInitialized { .. })
-        ));
-        assert!(matches!(
-            sign_request(&dir, &real_crq(), "c", true),
-            Err(PkiError::ForeignNssDatabase { .. })
-        ));
-        let after: Vec<_> = fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        assert!(matches!(load(&dir), Err(PkiError::ForeignNssDatabase { .. })));
+        assert!(matches!(init(&dir, true), Err(PkiError::AlreadyInitialized { .. })));
+        assert!(matches!(sign_request(&dir, &real_crq(), "c", true), Err(PkiError::ForeignNssDatabase { .. })));
+        let after: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(before.len(), after.len(), "nothing written: {:?}", after);
         assert_eq!(fs::read(dir.join("serial.txt")).unwrap(), b"103\n");
 
@@ -1604,10 +1350,7 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         let dir2 = t2.store();
         fs::create_dir_all(&dir2).unwrap();
         fs::write(dir2.join("cert8.db"), b"x").unwrap();
-        assert!(matches!(
-            ensure_initialized(&dir2),
-            Err(PkiError::ForeignNssDatabase { .. })
-        ));
+        assert!(matches!(ensure_initialized(&dir2), Err(PkiError::ForeignNssDatabase { .. })));
     }
 
     #[test]
@@ -1619,14 +1362,8 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         fs::remove_file(dir.join(MARKER_FILE)).unwrap();
         fs::write(dir.join(".qnetd-server.pem.99999.tmp"), b"-----BEGIN CERT").unwrap();
         assert!(matches!(load(&dir), Err(PkiError::NotInitialized { .. })));
-        assert!(matches!(
-            cert_expiry(&dir),
-            Err(PkiError::NotInitialized { .. })
-        ));
-        assert!(matches!(
-            sign_request(&dir, &real_crq(), "c", true),
-            Err(PkiError::NotInitialized { .. })
-        ));
+        assert!(matches!(cert_expiry(&dir), Err(PkiError::NotInitialized { .. })));
+        assert!(matches!(sign_request(&dir, &real_crq(), "c", true), Err(PkiError::NotInitialized { .. })));
 
         let (second, created) = ensure_initialized(&dir).unwrap();
         assert!(created);
@@ -1644,10 +1381,7 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         fs::remove_file(dir.join(CA_EXPORT_FILE)).unwrap();
         let third = init(&dir, true).unwrap();
         assert_eq!(load(&dir).unwrap(), third);
-        assert!(matches!(
-            init(&dir, true),
-            Err(PkiError::AlreadyInitialized { .. })
-        ));
+        assert!(matches!(init(&dir, true), Err(PkiError::AlreadyInitialized { .. })));
     }
 
     #[test]
@@ -1687,10 +1421,7 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         let t = TempDir::new("missing");
         let dir = t.store();
         assert!(matches!(load(&dir), Err(PkiError::NotInitialized { .. })));
-        assert!(matches!(
-            sign_request(&dir, &real_crq(), "c", true),
-            Err(PkiError::NotInitialized { .. })
-        ));
+        assert!(matches!(sign_request(&dir, &real_crq(), "c", true), Err(PkiError::NotInitialized { .. })));
         assert!(!dir.exists(), "read paths create nothing");
         assert!(!is_initialized(&dir).unwrap());
     }
@@ -1699,20 +1430,14 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
     fn cert_names_reads_cn_and_san_dns() {
         let kp = KeyPair::generate().unwrap();
         let mut params =
-            rcgen::CertificateParams::new(vec!["node.example".to_string(), "10.0.0.1".to_string()])
-                .unwrap();
+            rcgen::CertificateParams::new(vec!["node.example".to_string(), "10.0.0.1".to_string()]).unwrap();
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "MyCluster");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "MyCluster");
         let cert = params.self_signed(&kp).unwrap();
         let names = cert_names(cert.der()).unwrap();
         assert_eq!(names.dns_names, vec!["node.example".to_string()]);
         assert_eq!(names.common_names, vec!["MyCluster".to_string()]);
-        assert!(matches!(
-            cert_names(b"\x30\x03junk"),
-            Err(PkiError::BadCertificate { .. })
-        ));
+        assert!(matches!(cert_names(b"\x30\x03junk"), Err(PkiError::BadCertificate { .. })));
     }
 
     #[test]
@@ -1730,10 +1455,7 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         assert!(pem::base64_decode(b"Z").is_err());
         let block = pem::encode("X", &[1, 2, 3]);
         assert_eq!(block, "-----BEGIN X-----\nAQID\n-----END X-----\n");
-        assert!(matches!(
-            pem::decode(b"-----BEGIN X-----\nAQID\n", &["X"]),
-            Some(Err(_))
-        ));
+        assert!(matches!(pem::decode(b"-----BEGIN X-----\nAQID\n", &["X"]), Some(Err(_))));
         assert!(pem::decode(b"nothing", &["X"]).is_none());
     }
 
@@ -1748,8 +1470,8 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         assert_eq!(
             der::basic_constraints_ca_pathlen0(),
             [
-                0x30, 0x12, 0x06, 0x03, 0x55, 0x1d, 0x13, 0x01, 0x01, 0xff, 0x04, 0x08, 0x30, 0x06,
-                0x01, 0x01, 0xff, 0x02, 0x01, 0x00
+                0x30, 0x12, 0x06, 0x03, 0x55, 0x1d, 0x13, 0x01, 0x01, 0xff, 0x04, 0x08, 0x30, 0x06, 0x01, 0x01, 0xff,
+                0x02, 0x01, 0x00
             ]
         );
     }

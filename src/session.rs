@@ -947,9 +947,9 @@ impl Instance {
             self.queue(conn, server_error(msg.seq, ErrorCode::DoesntContainRequiredOption));
             return;
         };
-        match self.run_algo(now, conn, "heuristics change", |alg, ctx, t| {
-            alg.heuristics_change_received(ctx, t, seq, h)
-        }) {
+        match self
+            .run_algo(now, conn, "heuristics change", |alg, ctx, t| alg.heuristics_change_received(ctx, t, seq, h))
+        {
             Some(Ok(vote)) => {
                 if let Some(m) = self.member_mut(conn) {
                     m.regular_heuristics = h;
@@ -957,7 +957,13 @@ impl Instance {
                 }
                 self.reply_vote(
                     conn,
-                    Reply { msg_type: MsgType::HeuristicsChangeReply, seq, node_list_type: None, vote, heuristics: Some(h) },
+                    Reply {
+                        msg_type: MsgType::HeuristicsChangeReply,
+                        seq,
+                        node_list_type: None,
+                        vote,
+                        heuristics: Some(h),
+                    },
                     "heuristics change",
                 );
             }
@@ -968,7 +974,8 @@ impl Instance {
 
     /// Record `vote` as sent to `conn` and queue the reply carrying it.
     fn reply_vote(&mut self, conn: ConnId, r: Reply, why: &str) {
-        let Some((ring_id, node_id, name)) = self.member_and_cluster(conn).map(|(cl, m)| (m.ring_id, m.node_id, cl.name.clone()))
+        let Some((ring_id, node_id, name)) =
+            self.member_and_cluster(conn).map(|(cl, m)| (m.ring_id, m.node_id, cl.name.clone()))
         else {
             return;
         };
@@ -1395,9 +1402,30 @@ mod tests {
         let cases: Vec<Case> = vec![
             (false, |m| m.heartbeat_interval = None, 13),
             (false, |m| m.algorithm = None, 6),
-            (true, |m| { m.node_id = None; m.algorithm = Some(9) }, 12),
-            (true, |m| { m.node_id = None; m.heartbeat_interval = Some(5) }, 13),
-            (true, |m| { m.heartbeat_interval = Some(100); m.tie_breaker = None }, 13),
+            (
+                true,
+                |m| {
+                    m.node_id = None;
+                    m.algorithm = Some(9)
+                },
+                12,
+            ),
+            (
+                true,
+                |m| {
+                    m.node_id = None;
+                    m.heartbeat_interval = Some(5)
+                },
+                13,
+            ),
+            (
+                true,
+                |m| {
+                    m.heartbeat_interval = Some(100);
+                    m.tie_breaker = None
+                },
+                13,
+            ),
             (true, |m| m.node_id = None, 7),
             (true, |m| m.ring_id = None, 7),
             (true, |m| m.heartbeat_interval = None, 7),
@@ -1602,7 +1630,14 @@ mod tests {
         let mut h = H::plain();
         let c = h.connect();
         h.preinit(c, "c");
-        for t in [MsgType::SetOption, MsgType::EchoRequest, MsgType::NodeList, MsgType::AskForVote, MsgType::VoteInfoReply, MsgType::HeuristicsChange] {
+        for t in [
+            MsgType::SetOption,
+            MsgType::EchoRequest,
+            MsgType::NodeList,
+            MsgType::AskForVote,
+            MsgType::VoteInfoReply,
+            MsgType::HeuristicsChange,
+        ] {
             let mut m = Message::new(t);
             m.seq = Some(7);
             assert_eq!(err_of(&h.send(c, &m)[0]), (MsgType::ServerError, Some(7), Some(11)), "{t:?}");
@@ -1734,7 +1769,8 @@ mod tests {
 
     #[test]
     fn dpd_disabled_never_times_out() {
-        let mut h = H::new(CoreSettings { tls: TlsMode::Off, dpd_enabled: false, handshake_timeout: 0, ..Default::default() });
+        let mut h =
+            H::new(CoreSettings { tls: TlsMode::Off, dpd_enabled: false, handshake_timeout: 0, ..Default::default() });
         h.connect();
         assert_eq!(h.inst.poll_timeout(), None);
         h.advance(10_000_000);
@@ -1870,10 +1906,10 @@ mod tests {
         h.drain(n2);
         let r = h.send(n2, &nl(4, NodeListType::Membership, &both, r16));
         // Both ACKed (majority), node2's VOTE_INFO before its reply.
-        assert_eq!(r.iter().map(|m| (m.msg_type, m.vote)).collect::<Vec<_>>(), vec![
-            (MsgType::VoteInfo, Some(Vote::Ack)),
-            (MsgType::NodeListReply, Some(Vote::NoChange)),
-        ]);
+        assert_eq!(
+            r.iter().map(|m| (m.msg_type, m.vote)).collect::<Vec<_>>(),
+            vec![(MsgType::VoteInfo, Some(Vote::Ack)), (MsgType::NodeListReply, Some(Vote::NoChange)),]
+        );
         let r1 = h.drain(n1);
         assert_eq!(r1[0].vote, Some(Vote::Ack));
         for c in [n1, n2] {
@@ -1885,16 +1921,22 @@ mod tests {
         let r = h.send(n1, &nl(5, NodeListType::Membership, &[NodeInfo::new(1)], Some(RingId { node_id: 1, seq: 7 })));
         assert_eq!(r[0].vote, Some(Vote::WaitForReply));
         let r = h.send(n2, &nl(5, NodeListType::Membership, &[NodeInfo::new(2)], Some(RingId { node_id: 2, seq: 7 })));
-        assert_eq!(r.iter().map(|m| (m.msg_type, m.seq, m.vote)).collect::<Vec<_>>(), vec![
-            (MsgType::VoteInfo, Some(2), Some(Vote::Nack)),
-            (MsgType::NodeListReply, Some(5), Some(Vote::NoChange)),
-        ]);
+        assert_eq!(
+            r.iter().map(|m| (m.msg_type, m.seq, m.vote)).collect::<Vec<_>>(),
+            vec![
+                (MsgType::VoteInfo, Some(2), Some(Vote::Nack)),
+                (MsgType::NodeListReply, Some(5), Some(Vote::NoChange)),
+            ]
+        );
         assert!(h.drain(n1).is_empty(), "no ACK before the NACK is acknowledged");
         let mut a = Message::new(MsgType::VoteInfoReply);
         a.seq = Some(2);
         h.send(n2, &a);
         let r = h.drain(n1);
-        assert_eq!(r.iter().map(|m| (m.msg_type, m.seq, m.vote)).collect::<Vec<_>>(), vec![(MsgType::VoteInfo, Some(2), Some(Vote::Ack))]);
+        assert_eq!(
+            r.iter().map(|m| (m.msg_type, m.seq, m.vote)).collect::<Vec<_>>(),
+            vec![(MsgType::VoteInfo, Some(2), Some(Vote::Ack))]
+        );
         assert_eq!(r[0].ring_id, Some(RingId { node_id: 1, seq: 7 }));
         let l = h.inst.cluster_list();
         assert_eq!(l[0].clients[0].last_sent_ack_nack_vote, Some(Vote::Ack));

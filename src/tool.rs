@@ -475,26 +475,7 @@ fn plural(n: u64, word: &str) -> String {
     }
 }
 
-// TODO(pki merge): replace this shim with `crate::pki::cert_expiry` once the pki
-// helper's branch lands (same signature: dir -> (CA notAfter, server notAfter) as
-// Unix seconds). The call site in `health_report` maps the error with
-// `to_string()`, so only the `use` line below has to change.
-mod pki_shim {
-    use std::path::Path;
-
-    fn not_after(path: &Path) -> Result<i64, String> {
-        let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let (_, pem) = x509_parser::pem::parse_x509_pem(&data)
-            .map_err(|e| format!("{}: not a PEM certificate: {e}", path.display()))?;
-        let cert = pem.parse_x509().map_err(|e| format!("{}: bad certificate: {e}", path.display()))?;
-        Ok(cert.validity().not_after.timestamp())
-    }
-
-    pub fn cert_expiry(dir: &Path) -> Result<(i64, i64), String> {
-        Ok((not_after(&dir.join("qnetd-ca.pem"))?, not_after(&dir.join("qnetd-server.pem"))?))
-    }
-}
-use pki_shim::cert_expiry;
+use crate::pki::cert_expiry;
 
 /// `(CA notAfter, server notAfter)` in Unix seconds, or why they could not be read.
 type CertExpiry = Result<(i64, i64), String>;
@@ -825,24 +806,6 @@ mod tests {
         let (ok, line) = health_report(Err("daemon down".into()), Some(1), Some((30, Err("no such dir".into()))), now);
         assert!(!ok);
         assert_eq!(line, "unhealthy: daemon down; cannot read certificates: no such dir");
-    }
-
-    #[test]
-    fn cert_expiry_shim_reads_pem_files() {
-        let dir = temp_dir();
-        let write = |name: &str, year: i32| {
-            let key = rcgen::KeyPair::generate().unwrap();
-            let mut p = rcgen::CertificateParams::new(vec![]).unwrap();
-            p.not_after = rcgen::date_time_ymd(year, 1, 1);
-            std::fs::write(dir.join(name), p.self_signed(&key).unwrap().pem()).unwrap();
-        };
-        write("qnetd-ca.pem", 2099);
-        write("qnetd-server.pem", 2030);
-        assert_eq!(cert_expiry(&dir), Ok((4_070_908_800, 1_893_456_000)));
-        std::fs::write(dir.join("qnetd-server.pem"), b"garbage").unwrap();
-        assert!(cert_expiry(&dir).unwrap_err().contains("qnetd-server.pem"));
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(cert_expiry(&dir).unwrap_err().contains("qnetd-ca.pem"));
     }
 
     #[test]

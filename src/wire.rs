@@ -407,9 +407,7 @@ impl Message {
             opt::SERVER_MAXIMUM_REQUEST_SIZE => put_u32(buf, option, self.server_max_request_size),
             opt::SERVER_MAXIMUM_REPLY_SIZE => put_u32(buf, option, self.server_max_reply_size),
             opt::NODE_ID => put_u32(buf, option, self.node_id),
-            opt::SUPPORTED_DECISION_ALGORITHMS => {
-                put_u16_array(buf, option, self.supported_algorithms.as_deref())
-            }
+            opt::SUPPORTED_DECISION_ALGORITHMS => put_u16_array(buf, option, self.supported_algorithms.as_deref()),
             opt::DECISION_ALGORITHM => put_u16(buf, option, self.algorithm),
             opt::HEARTBEAT_INTERVAL => put_u32(buf, option, self.heartbeat_interval),
             opt::RING_ID => {
@@ -497,9 +495,7 @@ fn emit_order(msg_type: MsgType) -> &'static [u16] {
         MsgType::SetOption | MsgType::SetOptionReply => {
             &[MSG_SEQ_NUMBER, HEARTBEAT_INTERVAL, KEEP_ACTIVE_PARTITION_TIE_BREAKER]
         }
-        MsgType::NodeList => {
-            &[MSG_SEQ_NUMBER, NODE_LIST_TYPE, RING_ID, CONFIG_VERSION, QUORATE, NODE_INFO, HEURISTICS]
-        }
+        MsgType::NodeList => &[MSG_SEQ_NUMBER, NODE_LIST_TYPE, RING_ID, CONFIG_VERSION, QUORATE, NODE_INFO, HEURISTICS],
         MsgType::NodeListReply => &[MSG_SEQ_NUMBER, NODE_LIST_TYPE, RING_ID, VOTE],
         MsgType::AskForVoteReply | MsgType::VoteInfo => &[MSG_SEQ_NUMBER, VOTE, RING_ID],
         MsgType::HeuristicsChange => &[MSG_SEQ_NUMBER, HEURISTICS],
@@ -543,8 +539,7 @@ fn put_u32(buf: &mut Vec<u8>, option: u16, value: Option<u32>) {
 /// At most 32767 entries fit a TLV; more are dropped (keeps the length even).
 fn put_u16_array(buf: &mut Vec<u8>, option: u16, value: Option<&[u16]>) {
     if let Some(items) = value {
-        let bytes: Vec<u8> =
-            items.iter().take(usize::from(u16::MAX) / 2).flat_map(|v| v.to_be_bytes()).collect();
+        let bytes: Vec<u8> = items.iter().take(usize::from(u16::MAX) / 2).flat_map(|v| v.to_be_bytes()).collect();
         put_tlv(buf, option, &bytes);
     }
 }
@@ -1112,8 +1107,7 @@ mod tests {
 
     #[test]
     fn vector_vote_info() {
-        let bytes =
-            hex("000e 0000001d | 0000 0004 00000001 | 0013 0001 01 | 000d 000c 00000001 0000000000000006");
+        let bytes = hex("000e 0000001d | 0000 0004 00000001 | 0013 0001 01 | 000d 000c 00000001 0000000000000006");
         let mut m = Message::new(MsgType::VoteInfo);
         m.seq = Some(1);
         m.vote = Some(Vote::Ack);
@@ -1366,10 +1360,7 @@ mod tests {
         // Four trailing zero bytes are a complete empty TLV of option 0 → bad seq length.
         let mut body = seq_tlv(7);
         body.extend([0u8; 4]);
-        assert_eq!(
-            decode_err(&body),
-            DecodeError { seq: Some(7), reason: DecodeErrorReason::BadLength { option: 0 } }
-        );
+        assert_eq!(decode_err(&body), DecodeError { seq: Some(7), reason: DecodeErrorReason::BadLength { option: 0 } });
         // 1-3 bytes alone.
         for n in 1..=3 {
             assert_eq!(decode_err(&vec![0u8; n]).reason, DecodeErrorReason::TruncatedTlv);
@@ -1543,10 +1534,7 @@ mod tests {
         .unwrap();
         assert_eq!((m.algorithm, m.reply_error_code, m.node_id), (Some(9), Some(0xffff), Some(0)));
         // Top-level data center id 0 is kept as given.
-        assert_eq!(
-            decode(MsgType::Init, &tlv(opt::DATA_CENTER_ID, &[0; 4])).unwrap().data_center_id,
-            Some(0)
-        );
+        assert_eq!(decode(MsgType::Init, &tlv(opt::DATA_CENTER_ID, &[0; 4])).unwrap().data_center_id, Some(0));
     }
 
     #[test]
@@ -1617,16 +1605,13 @@ mod tests {
         let id = |n: u32| tlv(opt::NODE_ID, &n.to_be_bytes());
         assert_eq!(good_node_info(&id(7)), NodeInfo::new(7));
         assert_eq!(
-            good_node_info(
-                &[id(7), tlv(opt::DATA_CENTER_ID, &[0, 0, 0, 3]), tlv(opt::NODE_STATE, &[3])].concat()
-            ),
+            good_node_info(&[id(7), tlv(opt::DATA_CENTER_ID, &[0, 0, 0, 3]), tlv(opt::NODE_STATE, &[3])].concat()),
             NodeInfo { node_id: 7, data_center_id: 3, node_state: Some(NodeState::Leaving) }
         );
         // Order is free, others ignored (even invalid-looking ones), last id wins, 0 then 8 is fine.
         assert_eq!(
             good_node_info(
-                &[tlv(opt::NODE_STATE, &[2]), id(0), tlv(opt::VOTE, &[0, 0, 0]), tlv(200, &[]), id(8)]
-                    .concat()
+                &[tlv(opt::NODE_STATE, &[2]), id(0), tlv(opt::VOTE, &[0, 0, 0]), tlv(200, &[]), id(8)].concat()
             ),
             NodeInfo { node_id: 8, data_center_id: 0, node_state: Some(NodeState::Dead) }
         );
@@ -1824,13 +1809,10 @@ mod tests {
     fn malformed_body_frames_decode_with_and_without_seq() {
         // §7 "malformed body": the reader passes the frame on, decode reports the seq rule.
         let mut r = FrameReader::new(32768);
-        let with_seq =
-            frame_bytes(6, &[seq_tlv(12), tlv(opt::KEEP_ACTIVE_PARTITION_TIE_BREAKER, &[2])].concat());
-        let without_seq =
-            frame_bytes(6, &[tlv(opt::KEEP_ACTIVE_PARTITION_TIE_BREAKER, &[2]), seq_tlv(12)].concat());
+        let with_seq = frame_bytes(6, &[seq_tlv(12), tlv(opt::KEEP_ACTIVE_PARTITION_TIE_BREAKER, &[2])].concat());
+        let without_seq = frame_bytes(6, &[tlv(opt::KEEP_ACTIVE_PARTITION_TIE_BREAKER, &[2]), seq_tlv(12)].concat());
         let frames = feed_all(&mut r, &[with_seq, without_seq].concat());
-        let errs: Vec<DecodeError> =
-            frames.iter().map(|f| decode(MsgType::SetOption, f.body()).unwrap_err()).collect();
+        let errs: Vec<DecodeError> = frames.iter().map(|f| decode(MsgType::SetOption, f.body()).unwrap_err()).collect();
         let reason = DecodeErrorReason::BadValue { option: opt::KEEP_ACTIVE_PARTITION_TIE_BREAKER };
         assert_eq!(errs, vec![DecodeError { seq: Some(12), reason }, DecodeError { seq: None, reason }]);
     }
@@ -1921,8 +1903,7 @@ mod tests {
         m.seq = Some(1);
         m.node_list_type = Some(NodeListType::InitialConfig);
         m.config_version = Some(u64::MAX);
-        m.nodes =
-            (1..=16).map(|i| NodeInfo { node_id: i, data_center_id: i % 3, node_state: None }).collect();
+        m.nodes = (1..=16).map(|i| NodeInfo { node_id: i, data_center_id: i % 3, node_state: None }).collect();
         assert_eq!(decode_frame(&m.encode()), m);
     }
 
@@ -1932,17 +1913,9 @@ mod tests {
         (
             1u32..,
             prop_oneof![Just(0u32), any::<u32>()],
-            proptest::option::of(prop_oneof![
-                Just(NodeState::Member),
-                Just(NodeState::Dead),
-                Just(NodeState::Leaving)
-            ]),
+            proptest::option::of(prop_oneof![Just(NodeState::Member), Just(NodeState::Dead), Just(NodeState::Leaving)]),
         )
-            .prop_map(|(node_id, data_center_id, node_state)| NodeInfo {
-                node_id,
-                data_center_id,
-                node_state,
-            })
+            .prop_map(|(node_id, data_center_id, node_state)| NodeInfo { node_id, data_center_id, node_state })
     }
 
     fn arb_tie_breaker() -> impl Strategy<Value = TieBreaker> {

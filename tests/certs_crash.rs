@@ -30,8 +30,7 @@ fn crash_child() {
     let dir = PathBuf::from(dir);
     let csr = fs::read(csr).expect("request file");
     loop {
-        pki::ensure_initialized(&dir)
-            .unwrap_or_else(|e| panic!("child: ensure_initialized: {}", e));
+        pki::ensure_initialized(&dir).unwrap_or_else(|e| panic!("child: ensure_initialized: {}", e));
         for i in 0..3 {
             pki::sign_request(&dir, &csr, &format!("c{}", i), i % 2 == 0)
                 .unwrap_or_else(|e| panic!("child: sign_request: {}", e));
@@ -64,16 +63,9 @@ struct Seen {
 
 #[test]
 fn sigkill_at_random_moments_never_leaves_a_broken_store() {
-    let seed = std::env::var("QNETD_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-                | 1
-        });
+    let seed = std::env::var("QNETD_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1
+    });
     println!("QNETD_CRASH_SEED={}", seed);
     let mut rng = Rng(seed);
 
@@ -90,13 +82,7 @@ fn sigkill_at_random_moments_never_leaves_a_broken_store() {
         for trial in 0..TRIALS_PER_CHAIN {
             let log = base.join(format!("child-{}-{}.log", chain, trial));
             let mut child = Command::new(&exe)
-                .args([
-                    "--exact",
-                    "crash_child",
-                    "--nocapture",
-                    "--test-threads=1",
-                    "-q",
-                ])
+                .args(["--exact", "crash_child", "--nocapture", "--test-threads=1", "-q"])
                 .env(CHILD_ENV, &dir)
                 .env(CSR_ENV, &csr_path)
                 .stdin(Stdio::null())
@@ -117,8 +103,7 @@ fn sigkill_at_random_moments_never_leaves_a_broken_store() {
             }
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
-            check_store(&dir, &mut seen)
-                .unwrap_or_else(|e| panic!("chain {} trial {}: {}", chain, trial, e));
+            check_store(&dir, &mut seen).unwrap_or_else(|e| panic!("chain {} trial {}: {}", chain, trial, e));
         }
     }
     println!("{} trials: {:?}", CHAINS * TRIALS_PER_CHAIN, seen);
@@ -137,16 +122,16 @@ fn check_store(dir: &Path, seen: &mut Seen) -> Result<(), String> {
         Ok(id) => {
             seen.loaded_as_is += 1;
             pki::cert_expiry(dir).map_err(|e| format!("cert_expiry after load: {}", e))?;
-            let (again, created) = pki::ensure_initialized(dir)
-                .map_err(|e| format!("ensure_initialized on a loadable store: {}", e))?;
+            let (again, created) =
+                pki::ensure_initialized(dir).map_err(|e| format!("ensure_initialized on a loadable store: {}", e))?;
             if created || again != id {
                 return Err("ensure_initialized replaced a complete store".into());
             }
         }
         Err(PkiError::NotInitialized { .. }) => {
             seen.completed_by_ensure += 1;
-            let (id, created) = pki::ensure_initialized(dir)
-                .map_err(|e| format!("ensure_initialized after a crash: {}", e))?;
+            let (id, created) =
+                pki::ensure_initialized(dir).map_err(|e| format!("ensure_initialized after a crash: {}", e))?;
             if !created {
                 return Err("an incomplete store was reported as existing".into());
             }
@@ -167,10 +152,7 @@ fn check_store(dir: &Path, seen: &mut Seen) -> Result<(), String> {
     // After ensure_initialized nothing temporary is left, and all is whole.
     check_files(dir, seen)?;
     if let Some(t) = temp_files(dir).first() {
-        return Err(format!(
-            "temporary file left after ensure_initialized: {}",
-            t
-        ));
+        return Err(format!("temporary file left after ensure_initialized: {}", t));
     }
     Ok(())
 }
@@ -206,8 +188,7 @@ fn check_files(dir: &Path, seen: &mut Seen) -> Result<Option<u64>, String> {
                 rcgen::KeyPair::try_from(der.as_slice()).map_err(|e| bad(&e.to_string()))?;
             }
             pki::CA_CERT_FILE | pki::SERVER_CERT_FILE | pki::CA_EXPORT_FILE => {
-                let der = pem_block(&data, "CERTIFICATE")
-                    .ok_or_else(|| bad("no certificate PEM block"))?;
+                let der = pem_block(&data, "CERTIFICATE").ok_or_else(|| bad("no certificate PEM block"))?;
                 cert_serials.push(serial_of(&der).map_err(|e| bad(&e))?);
             }
             pki::SERIAL_FILE => {
@@ -215,11 +196,7 @@ fn check_files(dir: &Path, seen: &mut Seen) -> Result<Option<u64>, String> {
                 if !text.ends_with('\n') {
                     return Err(bad("no final newline"));
                 }
-                recorded = Some(
-                    text.trim()
-                        .parse::<u64>()
-                        .map_err(|_| bad("not a number"))?,
-                );
+                recorded = Some(text.trim().parse::<u64>().map_err(|_| bad("not a number"))?);
             }
             pki::MARKER_FILE => {
                 if !data.starts_with(pki::MARKER_MAGIC.as_bytes()) || !data.ends_with(b"\n") {
@@ -243,21 +220,16 @@ fn check_files(dir: &Path, seen: &mut Seen) -> Result<Option<u64>, String> {
 fn pem_block(data: &[u8], label: &str) -> Option<Vec<u8>> {
     use rustls::pki_types::pem::PemObject;
     match label {
-        "PRIVATE KEY" => rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(data)
-            .ok()
-            .map(|k| k.secret_pkcs8_der().to_vec()),
-        _ => rustls::pki_types::CertificateDer::from_pem_slice(data)
-            .ok()
-            .map(|c| c.to_vec()),
+        "PRIVATE KEY" => {
+            rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(data).ok().map(|k| k.secret_pkcs8_der().to_vec())
+        }
+        _ => rustls::pki_types::CertificateDer::from_pem_slice(data).ok().map(|c| c.to_vec()),
     }
 }
 
 fn serial_of(der: &[u8]) -> Result<u64, String> {
     match X509Certificate::from_der(der) {
-        Ok(([], c)) => Ok(c
-            .raw_serial()
-            .iter()
-            .fold(0u64, |a, b| (a << 8) | u64::from(*b))),
+        Ok(([], c)) => Ok(c.raw_serial().iter().fold(0u64, |a, b| (a << 8) | u64::from(*b))),
         Ok(_) => Err("trailing bytes".into()),
         Err(e) => Err(e.to_string()),
     }
@@ -267,8 +239,6 @@ fn request_der() -> Vec<u8> {
     let kp = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "crashcluster");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "crashcluster");
     params.serialize_request(&kp).unwrap().der().to_vec()
 }

@@ -22,21 +22,13 @@ use qnetd::pki;
 /// its `Certificate stored in` line.
 fn sign_with_certutil(store: &Path) -> impl FnMut(&Path, &str) -> Result<PathBuf, String> + '_ {
     move |crq, cluster| {
-        let args: Vec<String> = ["-s", "-c", crq.to_str().unwrap(), "-n", cluster]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let args: Vec<String> =
+            ["-s", "-c", crq.to_str().unwrap(), "-n", cluster].iter().map(|s| s.to_string()).collect();
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code =
-            qnetd::certutil::run_c("corosync-qnetd-certutil", &args, store, &mut out, &mut err);
+        let code = qnetd::certutil::run_c("corosync-qnetd-certutil", &args, store, &mut out, &mut err);
         let out = String::from_utf8_lossy(&out).into_owned();
         if code != 0 {
-            return Err(format!(
-                "our -s failed ({}): {}{}",
-                code,
-                out,
-                String::from_utf8_lossy(&err)
-            ));
+            return Err(format!("our -s failed ({}): {}{}", code, out, String::from_utf8_lossy(&err)));
         }
         stored_path(&out, "Certificate stored in ").ok_or_else(|| format!("no path in {:?}", out))
     }
@@ -44,13 +36,7 @@ fn sign_with_certutil(store: &Path) -> impl FnMut(&Path, &str) -> Result<PathBuf
 
 fn init_with_certutil(store: &Path) -> String {
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = qnetd::certutil::run_c(
-        "corosync-qnetd-certutil",
-        &["-i".to_string()],
-        store,
-        &mut out,
-        &mut err,
-    );
+    let code = qnetd::certutil::run_c("corosync-qnetd-certutil", &["-i".to_string()], store, &mut out, &mut err);
     assert_eq!(code, 0, "our -i failed: {}", String::from_utf8_lossy(&err));
     String::from_utf8(out).unwrap()
 }
@@ -71,19 +57,11 @@ fn real_client_tools_enrol_against_our_ca() {
     let store = t.path().join("qnetd/nssdb");
     let out = init_with_certutil(&store);
     let export = pki::ca_export_path(&store);
-    assert!(out.contains(&format!(
-        "QNetd CA certificate is exported as {}",
-        export.display()
-    )));
+    assert!(out.contains(&format!("QNetd CA certificate is exported as {}", export.display())));
 
     // Node 1: -i, -r, our -s, -M.
-    let node1 = enrol_first_node(
-        &export,
-        "labcluster",
-        &t.path().join("node1"),
-        &mut sign_with_certutil(&store),
-    )
-    .unwrap_or_else(|e| panic!("{}", e));
+    let node1 = enrol_first_node(&export, "labcluster", &t.path().join("node1"), &mut sign_with_certutil(&store))
+        .unwrap_or_else(|e| panic!("{}", e));
     assert_eq!(node1.cluster_cert, store.join("cluster-labcluster.crt"));
     assert!(node1.p12.is_file());
     // Node 2: -i, -m of the p12.
@@ -120,14 +98,8 @@ fn real_client_tools_enrol_against_our_ca() {
     pki::init(&other, true).unwrap();
     let scratch2 = t.path().join("scratch2");
     scratch_db_trusting(&scratch2, &export).unwrap();
-    nss_add_cert(
-        &scratch2,
-        "Foreign Cert",
-        &other.join(pki::SERVER_CERT_FILE),
-    )
-    .unwrap();
-    let err = nss_verify(&scratch2, "Foreign Cert", "V")
-        .expect_err("foreign server cert must not verify");
+    nss_add_cert(&scratch2, "Foreign Cert", &other.join(pki::SERVER_CERT_FILE)).unwrap();
+    let err = nss_verify(&scratch2, "Foreign Cert", "V").expect_err("foreign server cert must not verify");
     assert!(err.contains("invalid signature"), "{}", err);
 
     // The certificate NSS holds for the node is the one we issued, subject from the request.
@@ -135,10 +107,7 @@ fn real_client_tools_enrol_against_our_ca() {
     assert_eq!(names.common_names, vec!["labcluster".to_string()]);
     assert!(names.dns_names.is_empty());
     // Serials: CA 101, server 102, this cluster 103 (C tool sequence).
-    assert_eq!(
-        std::fs::read_to_string(store.join(pki::SERIAL_FILE)).unwrap(),
-        "103\n"
-    );
+    assert_eq!(std::fs::read_to_string(store.join(pki::SERIAL_FILE)).unwrap(), "103\n");
 }
 
 /// A real NSS TLS client (`tstclnt`) with an enrolled node database talks to a
@@ -164,12 +133,7 @@ fn nss_tls_client_and_rustls_server_accept_each_other() {
         let out = result.unwrap_or_else(|e| panic!("{}: {}\nserver side: {:?}", versions, e, seen));
         assert!(out.contains("pong"), "{}: {}", versions, out);
         let names = seen.unwrap_or_else(|e| panic!("{}: server side: {}", versions, e));
-        assert_eq!(
-            names.common_names,
-            vec!["tlscluster".to_string()],
-            "{}",
-            versions
-        );
+        assert_eq!(names.common_names, vec!["tlscluster".to_string()], "{}", versions);
     }
 }
 
@@ -201,12 +165,7 @@ fn qdevice_style_tls_handshake_with_server_name_check() {
         let out = result.unwrap_or_else(|e| panic!("{}: {}\nserver side: {:?}", versions, e, seen));
         assert!(out.contains("pong"), "{}: {}", versions, out);
         let names = seen.unwrap_or_else(|e| panic!("{}: server side: {}", versions, e));
-        assert_eq!(
-            names.common_names,
-            vec!["snicluster".to_string()],
-            "{}",
-            versions
-        );
+        assert_eq!(names.common_names, vec!["snicluster".to_string()], "{}", versions);
     }
     // Control: the client's name check is live.
     let (port, server) = serve_once(&identity);
@@ -227,8 +186,7 @@ fn enrolled_node_db(t: &TempDir, cluster: &str) -> (pki::Identity, PathBuf) {
         cluster,
         &t.path().join("node1"),
         &mut |crq: &Path, name: &str| {
-            pki::sign_request(&store, &std::fs::read(crq).unwrap(), name, true)
-                .map_err(|e| e.to_string())
+            pki::sign_request(&store, &std::fs::read(crq).unwrap(), name, true).map_err(|e| e.to_string())
         },
     )
     .unwrap_or_else(|e| panic!("{}", e));
@@ -239,16 +197,14 @@ fn enrolled_node_db(t: &TempDir, cluster: &str) -> (pki::Identity, PathBuf) {
 /// `server_name`, NSS sends it as SNI and checks the server certificate against
 /// it (as qdevice does); without, no SNI is sent and the server certificate check
 /// is overridden (`-o`). Sends "ping", returns what the server answered.
-fn tstclnt(
-    db: &Path,
-    port: u16,
-    server_name: Option<&str>,
-    versions: &str,
-) -> Result<String, String> {
+fn tstclnt(db: &Path, port: u16, server_name: Option<&str>, versions: &str) -> Result<String, String> {
     let mut cmd = Command::new("tstclnt");
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-d"])
-        .arg(format!("sql:{}", db.display()))
-        .args(["-n", CLUSTER_NICKNAME, "-V", versions]);
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-d"]).arg(format!("sql:{}", db.display())).args([
+        "-n",
+        CLUSTER_NICKNAME,
+        "-V",
+        versions,
+    ]);
     match server_name {
         Some(name) => cmd.args(["-a", name]),
         None => cmd.arg("-o"),
@@ -270,34 +226,20 @@ fn tstclnt(
     if out.status.success() && !stderr.contains("failed") {
         Ok(stdout)
     } else {
-        Err(format!(
-            "tstclnt {} ({}):\n{}\n{}",
-            versions, out.status, stdout, stderr
-        ))
+        Err(format!("tstclnt {} ({}):\n{}\n{}", versions, out.status, stdout, stderr))
     }
 }
 
 /// A one-connection rustls server (what the daemon will configure): our server
 /// certificate + CA as the chain, client certificates required and verified
 /// against our CA. Returns the port and a handle yielding the peer's names.
-fn serve_once(
-    identity: &pki::Identity,
-) -> (
-    u16,
-    std::thread::JoinHandle<Result<qnetd::session::CertNames, String>>,
-) {
+fn serve_once(identity: &pki::Identity) -> (u16, std::thread::JoinHandle<Result<qnetd::session::CertNames, String>>) {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(identity.ca_cert_der.clone()))
-        .unwrap();
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .unwrap();
+    roots.add(CertificateDer::from(identity.ca_cert_der.clone())).unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().unwrap();
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .unwrap()
@@ -314,23 +256,15 @@ fn serve_once(
     let port = listener.local_addr().unwrap().port();
     let handle = std::thread::spawn(move || -> Result<qnetd::session::CertNames, String> {
         let (tcp, _) = listener.accept().map_err(|e| e.to_string())?;
-        tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .ok();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(20))).ok();
         let conn = rustls::ServerConnection::new(Arc::new(config)).map_err(|e| e.to_string())?;
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         let mut line = String::new();
-        BufReader::new(&mut tls)
-            .read_line(&mut line)
-            .map_err(|e| format!("handshake/read: {}", e))?;
+        BufReader::new(&mut tls).read_line(&mut line).map_err(|e| format!("handshake/read: {}", e))?;
         if line.trim() != "ping" {
             return Err(format!("unexpected {:?}", line));
         }
-        let peer = tls
-            .conn
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .ok_or("no client certificate")?
-            .to_vec();
+        let peer = tls.conn.peer_certificates().and_then(|c| c.first()).ok_or("no client certificate")?.to_vec();
         tls.write_all(b"pong\n").map_err(|e| e.to_string())?;
         tls.conn.send_close_notify();
         let _ = tls.flush();
@@ -353,12 +287,8 @@ fn c_qnetd_database_is_refused_then_migrated_by_the_documented_recipe() {
     }
     let t = TempDir::new("migrate");
     let etc = t.path().join("qnetd-host");
-    in_corosync_ns(
-        &etc,
-        "mkdir -p /etc/corosync/qnetd && corosync-qnetd-certutil -i >/dev/null",
-        &[],
-    )
-    .unwrap_or_else(|e| panic!("{}", e));
+    in_corosync_ns(&etc, "mkdir -p /etc/corosync/qnetd && corosync-qnetd-certutil -i >/dev/null", &[])
+        .unwrap_or_else(|e| panic!("{}", e));
     let old = etc.join("qnetd/nssdb");
     assert!(old.join("cert9.db").is_file());
 
@@ -386,11 +316,7 @@ cp $OLD/serial.txt $OLD/qnetd-cacert.crt $NEW/
 echo '# qnetd certificate store' > $NEW/pkcs11.txt
 chmod 0640 $NEW/*.key; mv $OLD $OLD.nss; mv $NEW $OLD
 "#;
-    run(Command::new("sh")
-        .args(["-ec", recipe, "sh"])
-        .arg(&old)
-        .arg(t.path()))
-    .unwrap_or_else(|e| panic!("{}", e));
+    run(Command::new("sh").args(["-ec", recipe, "sh"]).arg(&old).arg(t.path())).unwrap_or_else(|e| panic!("{}", e));
 
     let identity = pki::load(&old).unwrap_or_else(|e| panic!("{}", e));
     let (_, ca) = x509_parser::parse_x509_certificate(&identity.ca_cert_der).unwrap();
@@ -403,8 +329,7 @@ chmod 0640 $NEW/*.key; mv $OLD $OLD.nss; mv $NEW $OLD
         &mut sign_with_certutil(&old),
     )
     .unwrap_or_else(|e| panic!("{}", e));
-    let v =
-        nss_verify(&node_db(&node.etc), CLUSTER_NICKNAME, "C").unwrap_or_else(|e| panic!("{}", e));
+    let v = nss_verify(&node_db(&node.etc), CLUSTER_NICKNAME, "C").unwrap_or_else(|e| panic!("{}", e));
     assert!(v.contains("certificate is valid"), "{}", v);
     // The C tool's serial sequence continues: CA 101, server 102, ours 103.
     let der = std::fs::read(&node.cluster_cert).unwrap();

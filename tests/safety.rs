@@ -19,6 +19,13 @@
 //! - ASK_LATER / WAIT_FOR_REPLY do not revoke it (the vote only lapses later).
 //!
 //! A client's membership list is the last one it reported (or its INIT view).
+//!
+//! Limit of the model, on purpose: a disconnect ends the client's ACK here. That is
+//! what the real ffsplit client does (it falls back to NACK when it loses qnetd),
+//! but the real 2nodelms client, and the lms client when it was quorate with
+//! `wait_for_all`, keep casting after a disconnect. No server can close that gap
+//! without giving up last-man-standing after a real node crash; the C qnetd has
+//! the same one. Everything the server itself decides is covered.
 //! `test` is exempt by design (it ACKs every partition).
 //!
 //! Histories come from a seeded SplitMix64 so any failure prints a seed that
@@ -28,7 +35,9 @@
 use qnetd::cluster::{ConnId, Millis};
 use qnetd::session::{Event, Instance};
 use qnetd::settings::{CoreSettings, TlsMode};
-use qnetd::wire::{self, Heuristics, Message, MsgType, NodeInfo, NodeListType, RingId, TieBreaker, TieBreakerMode, Vote};
+use qnetd::wire::{
+    self, Heuristics, Message, MsgType, NodeInfo, NodeListType, RingId, TieBreaker, TieBreakerMode, Vote,
+};
 
 struct Rng(u64);
 

@@ -18,12 +18,17 @@
 //!   "lowest" — at most the node numbered exactly 2147483647 gets the tie, so
 //!   still a single partition.
 //!
-//! Not a listed quirk but worth knowing: lms never revokes an ACK (no
-//! VOTE_INFO NACK, no second phase). When stored heuristics change, a later
-//! decision can hand the vote to another partition while the earlier holders
-//! keep theirs until their own next event. Preventing that needs ffsplit's
-//! two-phase delivery; the C answers are reproduced as they are.
+//! Fixed, not copied: the C lms never takes an ACK back. A timer ACK decided
+//! on stale data and a later ACK to the other side (or a heuristics change
+//! moving the vote) leave two partitions holding it — with lms's N-1 qdevice
+//! votes both are quorate: split brain. Every ACK here goes through the
+//! exclusive grant step (`grant.rs`): a client whose membership is disjoint
+//! from a current holder's is answered WAIT_FOR_REPLY, the holder gets
+//! VOTE_INFO NACK, and the ACK follows by VOTE_INFO once the holder has
+//! acknowledged it. Whenever no other partition holds an ACK (every observed
+//! trace in algorithms.md §6 and §9), the answers are exactly C's.
 
+use super::grant::{self, GrantClient, GrantState};
 use super::{Ctx, DecisionAlgorithm, TimerOutcome};
 use crate::cluster::{Member, Millis, ALGO_LMS};
 use crate::wire::{ErrorCode, Heuristics, NodeInfo, RingId, TieBreakerMode, Vote};
@@ -36,6 +41,20 @@ pub struct LmsClient {
     pub last_result: Option<Vote>,
     /// Entries of the last config list (recorded for diagnostics only).
     pub config_nodes: usize,
+    /// Exclusive-grant bookkeeping (the split-brain fix, see module doc).
+    pub grant: GrantState,
+}
+
+impl GrantClient for LmsClient {
+    fn grant(&mut self) -> &mut GrantState {
+        &mut self.grant
+    }
+    fn grant_ref(&self) -> &GrantState {
+        &self.grant
+    }
+    fn store_result(&mut self, vote: Vote) {
+        self.last_result = Some(vote);
+    }
 }
 
 pub struct Lms;
@@ -80,15 +99,19 @@ fn unique_best(parts: &[Partition], key: impl Fn(&Partition) -> i64) -> Option<u
     (ties == 1).then_some(best)
 }
 
-/// §6.2 DECIDE for trigger `t` whose ring is taken to be `r`.
-fn decide(ctx: &mut Ctx, t: usize, r: RingId) -> Vote {
+/// §6.2 DECIDE for trigger `t` whose ring is taken to be `r`, as if client
+/// `gone` (leaving, still listed) were not connected.
+fn decide(ctx: &mut Ctx, t: usize, r: RingId, gone: Option<usize>) -> Vote {
     ctx.cancel_timer(t);
-    let members = &ctx.cluster.members;
-    let me = &members[t];
+    let all = &ctx.cluster.members;
+    let me = &all[t];
+    // The connected clients in node-id order, the trigger included.
+    let members: Vec<&Member> = all.iter().enumerate().filter(|&(i, _)| Some(i) != gone).map(|(_, m)| m).collect();
 
     // 1. everybody in our partition (by stored lists, either direction) must report r
-    let behind = members.iter().enumerate().any(|(i, x)| {
+    let behind = all.iter().enumerate().any(|(i, x)| {
         i != t
+            && Some(i) != gone
             && (Member::list_contains(&me.membership, x.node_id) || Member::list_contains(&x.membership, me.node_id))
             && x.ring_id != r
     });
@@ -141,7 +164,7 @@ fn decide(ctx: &mut Ctx, t: usize, r: RingId) -> Vote {
     let (tb, tb_ring) = match me.tie_breaker.mode {
         TieBreakerMode::Lowest => {
             let mut found = (LOWEST_START, RingId::default());
-            for x in members {
+            for x in &members {
                 if x.node_id < found.0 {
                     found = (x.node_id, x.ring_id);
                 }
@@ -150,7 +173,7 @@ fn decide(ctx: &mut Ctx, t: usize, r: RingId) -> Vote {
         }
         TieBreakerMode::Highest => {
             let mut found = (0, RingId::default());
-            for x in members {
+            for x in &members {
                 if x.node_id > found.0 {
                     found = (x.node_id, x.ring_id);
                 }
@@ -197,20 +220,25 @@ impl DecisionAlgorithm for Lms {
         _initial: bool,
     ) -> Result<Vote, ErrorCode> {
         ctx.cluster.members[t].algo_data::<LmsClient>().config_nodes = nodes.len();
+        grant::settle::<LmsClient>(ctx, Some(t), None, redecide);
         Ok(Vote::NoChange)
     }
 
     /// Decides with the message's ring but T's *stored* lists/heuristics (§6.4).
+    /// An ACK is for the new ring and membership, so that is what the grant
+    /// step checks.
     fn membership_node_list_received(
         &self,
         ctx: &mut Ctx,
         t: usize,
         _seq: u32,
         ring_id: RingId,
-        _nodes: &[NodeInfo],
+        nodes: &[NodeInfo],
         _heuristics: Heuristics,
     ) -> Result<Vote, ErrorCode> {
-        Ok(decide(ctx, t, ring_id))
+        grant::observe_ring::<LmsClient>(ctx, t, ring_id);
+        let vote = decide(ctx, t, ring_id, None);
+        Ok(grant::reply::<LmsClient>(ctx, t, ring_id, nodes, vote, redecide))
     }
 
     fn quorum_node_list_received(
@@ -221,38 +249,62 @@ impl DecisionAlgorithm for Lms {
         _quorate: bool,
         _nodes: &[NodeInfo],
     ) -> Result<Vote, ErrorCode> {
-        let ring = ctx.cluster.members[t].ring_id;
-        Ok(decide(ctx, t, ring))
+        Ok(decide_stored(ctx, t))
     }
 
     fn ask_for_vote_received(&self, ctx: &mut Ctx, t: usize, _seq: u32) -> Result<Vote, ErrorCode> {
-        let ring = ctx.cluster.members[t].ring_id;
-        Ok(decide(ctx, t, ring))
+        Ok(decide_stored(ctx, t))
     }
 
     /// Not supported by lms (the session still stores the value, which later
     /// decisions read as the client's heuristics).
     fn heuristics_change_received(
         &self,
-        _ctx: &mut Ctx,
-        _t: usize,
+        ctx: &mut Ctx,
+        t: usize,
         _seq: u32,
         _heuristics: Heuristics,
     ) -> Result<Vote, ErrorCode> {
+        grant::settle::<LmsClient>(ctx, Some(t), None, redecide);
         Ok(Vote::NoChange)
     }
 
-    /// §6.5: a decision is sent as VOTE_INFO; while still waiting, `decide` has
-    /// already re-armed the timer at heartbeat/4 and `reschedule` says so too
-    /// (the session must keep that one timer, not add a second).
+    /// Nothing in C; here it is how a revoked holder releases a pending grant.
+    fn vote_info_reply_received(&self, ctx: &mut Ctx, t: usize, seq: u32) -> Result<(), ErrorCode> {
+        grant::vote_info_reply::<LmsClient>(ctx, t, seq, redecide);
+        Ok(())
+    }
+
+    /// Free in C; here a leaving holder releases the grants waiting for it.
+    fn client_disconnect(&self, ctx: &mut Ctx, t: usize, server_going_down: bool) {
+        grant::disconnect::<LmsClient>(ctx, t, server_going_down, redecide);
+    }
+
+    /// §6.5: a decision is sent as VOTE_INFO(++timer_vote_seq, vote, ring) — by
+    /// the grant layer here, so that an ACK can wait for other partitions'
+    /// holders; while still waiting, `decide` has already re-armed the timer
+    /// at heartbeat/4 and `reschedule` says so too (the session must keep that
+    /// one timer, not add a second). A pending grant re-decides here as well.
     fn timer_callback(&self, ctx: &mut Ctx, t: usize) -> TimerOutcome {
         let ring = ctx.cluster.members[t].ring_id;
-        match decide(ctx, t, ring) {
-            v @ (Vote::Ack | Vote::Nack) => TimerOutcome { send_vote: Some(v), ..TimerOutcome::default() },
-            Vote::WaitForReply => TimerOutcome { reschedule: true, ..TimerOutcome::default() },
-            Vote::AskLater | Vote::NoChange => TimerOutcome::default(),
-        }
+        let vote = decide(ctx, t, ring, None);
+        grant::timer::<LmsClient>(ctx, t, vote, redecide);
+        TimerOutcome { reschedule: vote == Vote::WaitForReply, ..TimerOutcome::default() }
     }
+}
+
+/// DECIDE with T's stored ring (quorum list, ASK_FOR_VOTE), through the grant step.
+fn decide_stored(ctx: &mut Ctx, t: usize) -> Vote {
+    let m = &ctx.cluster.members[t];
+    let (ring, nodes) = (m.ring_id, m.membership.clone());
+    let vote = decide(ctx, t, ring, None);
+    grant::reply::<LmsClient>(ctx, t, ring, &nodes, vote, redecide)
+}
+
+/// A pending grant's re-run: DECIDE from `q`'s stored record, `gone` leaving.
+fn redecide(ctx: &mut Ctx, q: usize, gone: Option<usize>) -> Vote {
+    let ring = ctx.cluster.members[q].ring_id;
+    decide(ctx, q, ring, gone)
 }
 
 #[cfg(test)]
@@ -350,11 +402,11 @@ mod tests {
 
         let (out, sent) = h.fire_timer(1);
         assert_eq!(h.now, t0 + 2_000);
-        assert_eq!((out.error, out.reschedule, out.send_vote), (None, false, Some(Ack)));
-        assert_eq!(sent, Some(vi(1, 1, Ack, ring(1, 7))));
+        assert_eq!((out.error, out.reschedule, out.send_vote), (None, false, None), "sent by the grant layer");
+        assert_eq!(sent, vec![vi(1, 1, Ack, ring(1, 7))]);
         assert_eq!(h.member(1).algo_timer, None, "timer stops after a decision");
         let (_, sent) = h.fire_timer(2);
-        assert_eq!(sent, Some(vi(2, 1, Ack, ring(1, 7))));
+        assert_eq!(sent, vec![vi(2, 1, Ack, ring(1, 7))]);
         assert_eq!(h.member(2).last_sent_vote, Some(Ack));
 
         assert_eq!(h.quorum(1, &[1, 2]), reply(vec![], Ack));
@@ -368,7 +420,7 @@ mod tests {
         let mut h = together(&[1, 2, 3], lowest());
         assert_eq!(h.membership(1, ring(1, 7), &[1, 2], Undefined), reply(vec![], WaitForReply));
         let (out, sent) = h.fire_timer(1);
-        assert_eq!((out.reschedule, out.send_vote, sent), (true, None, None));
+        assert_eq!((out.reschedule, out.send_vote, sent), (true, None, vec![]));
         assert_eq!(h.member(1).algo_timer, Some((h.now + 2_000, 2_000)));
         assert_eq!(h.member(1).timer_vote_seq, 0);
         // a message-driven decision supersedes it
@@ -388,7 +440,7 @@ mod tests {
         assert_eq!(h.quorum(2, &[1, 2, 3]), reply(vec![], Ack));
         // node3 decides from its timer instead
         let (_, sent) = h.fire_timer(3);
-        assert_eq!(sent, Some(vi(3, 1, Ack, ring(1, 9))));
+        assert_eq!(sent, vec![vi(3, 1, Ack, ring(1, 9))]);
     }
 
     /// Step 4 (score) beats size: {1,2} both FAIL (0) < {3} undefined (1).
@@ -435,19 +487,137 @@ mod tests {
         assert_eq!(two_two(nominated(9)), vec![Nack, Nack, Nack, Nack]);
     }
 
-    /// Kept C behaviour (module doc): an ACK is never revoked. After a 2|2
-    /// split decided for {1,2}, node3's heuristics turn PASS; its next decision
-    /// gives {3,4} the ACK while nodes 1 and 2 still hold theirs. Pinned so
-    /// that a change here is deliberate.
-    #[test]
-    fn ack_is_never_revoked() {
+    /// 2|2 split decided for {1,2}; node1 holds ACK for 1.7.
+    fn two_two_node1_holds() -> Harness {
         let mut h = together(&[1, 2, 3, 4], lowest());
         split(&mut h, &[(&[1, 2], ring(1, 7)), (&[3, 4], ring(3, 7))]);
         assert_eq!(h.quorum(1, &[1, 2]), reply(vec![], Ack));
         assert_eq!(h.quorum(3, &[3, 4]), reply(vec![], Nack));
+        h
+    }
+
+    /// Changed from C (module doc; was `ack_is_never_revoked`): after a 2|2
+    /// split decided for {1,2}, node3's heuristics turn PASS and its next
+    /// decision moves the vote to {3,4}. C answered node3 ACK while node1
+    /// kept its ACK — two disjoint partitions voting. Now node1 is sent
+    /// VOTE_INFO NACK first, node3 waits, and gets its ACK by VOTE_INFO only
+    /// once node1 has acknowledged the NACK.
+    #[test]
+    fn moving_ack_is_revoked_first() {
+        let mut h = two_two_node1_holds();
         assert_eq!(h.heuristics_change(3, Pass), reply(vec![], NoChange));
+        assert_eq!(h.ask(3), reply(vec![vi(1, 1, Nack, ring(1, 7))], WaitForReply));
+        assert_eq!(stored(&h, 1), Some(Nack));
+        assert_eq!(stored(&h, 3), Some(WaitForReply));
+        assert_eq!(h.member(3).algo_timer, Some((h.now + 2_000, 2_000)), "retry timer");
+        // node2 decides meanwhile: NACK, as in C (its reply is not an ACK)
+        assert_eq!(h.quorum(2, &[1, 2]), reply(vec![], Nack));
+        // asking again while pending: no second NACK to node1
+        assert_eq!(h.ask(3), reply(vec![], WaitForReply));
+        // node1 acknowledges → node3's decision is re-run and sent
+        assert_eq!(h.vote_info_reply(1, 1), vec![vi(3, 1, Ack, ring(3, 7))]);
+        assert_eq!(h.member(3).last_sent_vote, Some(Ack));
+        assert_eq!(stored(&h, 3), Some(Ack));
         assert_eq!(h.ask(3), reply(vec![], Ack));
-        assert_eq!(h.member(1).last_sent_vote, Some(Ack));
+        // node1 asking now is NACK (the vote is with {3,4}), nothing revoked
+        assert_eq!(h.ask(1), reply(vec![], Nack));
+    }
+
+    /// A reply to another VOTE_INFO of the holder (older seq) does not count
+    /// as acknowledging the revoking NACK.
+    #[test]
+    fn stale_reply_does_not_release() {
+        let mut h = two_two_node1_holds();
+        h.heuristics_change(3, Pass);
+        assert_eq!(h.ask(3), reply(vec![vi(1, 1, Nack, ring(1, 7))], WaitForReply));
+        assert_eq!(h.vote_info_reply(1, 0), vec![]);
+        assert_eq!(h.vote_info_reply(3, 1), vec![], "the pending client's own replies release nothing");
+        assert_eq!(h.member(3).last_sent_vote, Some(WaitForReply));
+        assert_eq!(h.vote_info_reply(1, 1), vec![vi(3, 1, Ack, ring(3, 7))]);
+    }
+
+    /// A holder that disconnects releases the grant waiting for it; the
+    /// re-run decision no longer counts the leaving client.
+    #[test]
+    fn holder_disconnect_releases_grant() {
+        let mut h = two_two_node1_holds();
+        h.heuristics_change(3, Pass);
+        assert_eq!(h.ask(3), reply(vec![vi(1, 1, Nack, ring(1, 7))], WaitForReply));
+        assert_eq!(h.disconnect(1, false), vec![vi(3, 1, Ack, ring(3, 7))]);
+    }
+
+    /// Server shutdown sends nothing.
+    #[test]
+    fn shutdown_sends_nothing() {
+        let mut h = two_two_node1_holds();
+        h.heuristics_change(3, Pass);
+        h.ask(3);
+        assert_eq!(h.disconnect(1, true), vec![]);
+    }
+
+    /// The data changes while the grant waits: node3's heuristics go back to
+    /// FAIL, so the re-run says NACK. node1 was revoked for nothing and gets
+    /// its decision re-run too (→ ACK): the cluster is not left without a vote.
+    #[test]
+    fn rerun_may_decide_nack_and_revoked_holder_gets_vote_back() {
+        let mut h = two_two_node1_holds();
+        h.heuristics_change(3, Pass);
+        assert_eq!(h.ask(3), reply(vec![vi(1, 1, Nack, ring(1, 7))], WaitForReply));
+        assert_eq!(h.heuristics_change(3, Fail), reply(vec![], NoChange));
+        assert_eq!(h.vote_info_reply(1, 1), vec![vi(3, 1, Nack, ring(3, 7)), vi(1, 2, Ack, ring(1, 7))]);
+        assert_eq!((stored(&h, 1), stored(&h, 3)), (Some(Ack), Some(Nack)));
+    }
+
+    /// A new decision of the pending client supersedes its grant: node3
+    /// reports ring 3.8 before node1 answers and waits for node4 (C's step 1).
+    /// node1's acknowledgement then releases nothing for node3; instead node1,
+    /// revoked for a grant that no longer exists, has its decision re-run:
+    /// 1.7 {1,2} score 2 = 3.8 {3 PASS} score 2 > 3.7 {4}; size 2 wins → ACK.
+    #[test]
+    fn new_decision_supersedes_pending_grant() {
+        let mut h = two_two_node1_holds();
+        h.heuristics_change(3, Pass);
+        h.ask(3);
+        assert_eq!(h.membership(3, ring(3, 8), &[3, 4], Pass), reply(vec![], WaitForReply));
+        assert_eq!(stored(&h, 3), Some(WaitForReply));
+        assert_eq!(h.member(3).algo_timer, Some((h.now + 2_000, 2_000)), "C's step-1 wait timer");
+        assert_eq!(h.vote_info_reply(1, 1), vec![vi(1, 2, Ack, ring(1, 7))]);
+        assert_eq!(h.member(3).last_sent_vote, Some(WaitForReply));
+    }
+
+    /// Pending grant retried by its timer while the holder has not answered:
+    /// no second NACK, still pending, timer re-armed; the answer then releases.
+    #[test]
+    fn pending_grant_timer_retry() {
+        let mut h = two_two_node1_holds();
+        h.heuristics_change(3, Pass);
+        h.ask(3);
+        let (out, vis) = h.fire_timer(3);
+        assert_eq!((out.reschedule, out.send_vote, vis), (false, None, vec![]));
+        assert_eq!(h.member(3).algo_timer, Some((h.now + 2_000, 2_000)));
+        assert_eq!(h.vote_info_reply(1, 1), vec![vi(3, 1, Ack, ring(3, 7))]);
+    }
+
+    /// The seed of the issue (tests/safety.rs, 6840126707580535042), reduced:
+    /// 3 nodes, node3 isolated with PASS gets a timer ACK on stale data; then
+    /// {1,2} converge and node2's decision is ACK. C kept node3's ACK (N-1
+    /// votes: both sides quorate). Now node3 is revoked before node2's ACK.
+    #[test]
+    fn stale_timer_ack_is_revoked_before_other_side_gets_ack() {
+        let mut h = together(&[1, 2, 3], lowest());
+        // Everybody waits at first: 1 and 2 still list node3 with ring 1.6.
+        assert_eq!(h.membership(3, ring(3, 8), &[3], Pass), reply(vec![], WaitForReply));
+        assert_eq!(h.membership(1, ring(1, 8), &[1, 2], Undefined), reply(vec![], WaitForReply));
+        assert_eq!(h.membership(2, ring(1, 8), &[1, 2], Undefined), reply(vec![], WaitForReply));
+        // node1's heuristics FAIL: 3.8 {3 PASS} score 2 > 1.8 {1 FAIL, 2} score 1,
+        // so node3's timer sends ACK.
+        h.heuristics_change(1, Fail);
+        let (_, vis) = h.fire_timer(3);
+        assert_eq!(vis, vec![vi(3, 1, Ack, ring(3, 8))]);
+        // node1 back to PASS: {1,2} = 3 > 2 → node2's quorum list decides ACK
+        h.heuristics_change(1, Pass);
+        assert_eq!(h.quorum(2, &[1, 2]), reply(vec![vi(3, 2, Nack, ring(3, 8))], WaitForReply));
+        assert_eq!(h.vote_info_reply(3, 2), vec![vi(2, 1, Ack, ring(1, 8))]);
     }
 
     /// §6.3 kept: the lowest search starts at 2147483647, so larger ids are
@@ -477,7 +647,7 @@ mod tests {
         assert_eq!(h.member(1).algo_timer, Some((h.now + 2_000, 2_000)));
         let (out, sent) = h.fire_timer(1);
         assert!(!out.reschedule);
-        assert_eq!(sent, Some(vi(1, 1, Ack, ring(1, 1))));
+        assert_eq!(sent, vec![vi(1, 1, Ack, ring(1, 1))]);
     }
 
     /// A heartbeat below 4 ms gives interval 0: the timer is never armed.

@@ -13,6 +13,7 @@ use crate::cluster::{Cluster, ConnId, Member, Millis};
 use crate::wire::{ErrorCode, Heuristics, NodeInfo, RingId, Vote};
 
 pub mod ffsplit;
+pub mod grant;
 pub mod lms;
 pub mod test;
 pub mod twonodelms;
@@ -139,8 +140,7 @@ pub trait DecisionAlgorithm: Sync {
 }
 
 /// Every algorithm the server supports, by wire number.
-pub static REGISTRY: &[&dyn DecisionAlgorithm] =
-    &[&test::Test, &ffsplit::Ffsplit, &twonodelms::TwoNodeLms, &lms::Lms];
+pub static REGISTRY: &[&dyn DecisionAlgorithm] = &[&test::Test, &ffsplit::Ffsplit, &twonodelms::TwoNodeLms, &lms::Lms];
 
 /// The algorithm with wire number `number`, if supported.
 pub fn lookup(number: u16) -> Option<&'static dyn DecisionAlgorithm> {

@@ -217,38 +217,39 @@ impl Harness {
         vis
     }
 
-    /// Teardown: callback while still a member, then removal.
+    /// Teardown: callback while still a member, then removal. VOTE_INFOs to
+    /// the leaving client itself are dropped, as the session does.
     pub fn disconnect(&mut self, node: u32, server_going_down: bool) -> Vec<Vi> {
         let t = self.idx(node);
         let ((), vis) = self.call(|a, ctx| a.client_disconnect(ctx, t, server_going_down));
         self.cluster.members.remove(t);
-        vis
+        vis.into_iter().filter(|v| v.node != node).collect()
     }
 
     /// Expiry of `node`'s algo timer, handled like the generic timer layer
     /// (algorithms.md §7): time moves to the deadline, the timer is disarmed,
-    /// the callback runs; send_vote → VOTE_INFO(++timer_vote_seq, vote,
-    /// last_ring_id) recorded as last sent vote; reschedule → armed again.
-    pub fn fire_timer(&mut self, node: u32) -> (TimerOutcome, Option<Vi>) {
+    /// the callback runs; VOTE_INFOs it queued go out first, then send_vote →
+    /// VOTE_INFO(++timer_vote_seq, vote, last_ring_id) recorded as last sent
+    /// vote; reschedule → armed again. Returns every VOTE_INFO in send order.
+    pub fn fire_timer(&mut self, node: u32) -> (TimerOutcome, Vec<Vi>) {
         let t = self.idx(node);
         let (deadline, interval) = self.cluster.members[t].algo_timer.expect("timer armed");
         self.now = self.now.max(deadline);
         self.cluster.members[t].algo_timer = None;
-        let (out, vis) = self.call(|a, ctx| a.timer_callback(ctx, t));
-        assert!(vis.is_empty(), "timer callback queued VOTE_INFO itself");
+        let (out, mut vis) = self.call(|a, ctx| a.timer_callback(ctx, t));
         let now = self.now;
+        let t = self.idx(node);
         let m = &mut self.cluster.members[t];
-        let mut sent = None;
         if out.error.is_none() {
             if let Some(v) = out.send_vote {
                 m.timer_vote_seq = m.timer_vote_seq.wrapping_add(1);
                 m.record_vote(v);
-                sent = Some(Vi { node, seq: m.timer_vote_seq, vote: v, ring: m.ring_id });
+                vis.push(Vi { node, seq: m.timer_vote_seq, vote: v, ring: m.ring_id });
             }
             if out.reschedule && m.algo_timer.is_none() {
                 m.algo_timer = Some((now + interval, interval));
             }
         }
-        (out, sent)
+        (out, vis)
     }
 }

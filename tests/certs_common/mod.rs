@@ -18,18 +18,9 @@ pub const CA_NICKNAME: &str = "QNet CA";
 
 /// Why the real-tool tests cannot run here, if they cannot.
 pub fn real_tools_missing() -> Option<String> {
-    for tool in [
-        "corosync-qdevice-net-certutil",
-        "certutil",
-        "pk12util",
-        "unshare",
-        "mount",
-    ] {
+    for tool in ["corosync-qdevice-net-certutil", "certutil", "pk12util", "unshare", "mount"] {
         if which(tool).is_none() {
-            return Some(format!(
-                "{} is not installed (packages corosync-qdevice, libnss3-tools)",
-                tool
-            ));
+            return Some(format!("{} is not installed (packages corosync-qdevice, libnss3-tools)", tool));
         }
     }
     // SAFETY: no preconditions.
@@ -38,10 +29,7 @@ pub fn real_tools_missing() -> Option<String> {
     }
     match Command::new("unshare").args(["-m", "true"]).output() {
         Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "unshare -m fails here: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
+        Ok(o) => Some(format!("unshare -m fails here: {}", String::from_utf8_lossy(&o.stderr).trim())),
         Err(e) => Some(format!("unshare -m fails here: {}", e)),
     }
 }
@@ -56,10 +44,7 @@ pub fn which(tool: &str) -> Option<PathBuf> {
 
 /// Run `cmd`, returning stdout, or an error carrying the command and both outputs.
 pub fn run(cmd: &mut Command) -> Result<String, String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{:?}: {}", cmd, e))?;
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("{:?}: {}", cmd, e))?;
     check(cmd, out)
 }
 
@@ -84,9 +69,7 @@ pub fn in_corosync_ns(etc: &Path, script: &str, args: &[&str]) -> Result<String,
     std::fs::create_dir_all(etc).map_err(|e| format!("{}: {}", etc.display(), e))?;
     let full = format!("mount --bind \"$QNETD_TEST_ETC\" /etc/corosync\n{}", script);
     let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "--propagation", "private", "sh", "-ec", &full, "sh"])
-        .args(args)
-        .env("QNETD_TEST_ETC", etc);
+    cmd.args(["-m", "--propagation", "private", "sh", "-ec", &full, "sh"]).args(args).env("QNETD_TEST_ETC", etc);
     run(&mut cmd)
 }
 
@@ -97,11 +80,7 @@ pub fn node_db(etc: &Path) -> PathBuf {
 
 /// Last `<prefix> <path>` line of a tool's stdout (what pcs parses).
 pub fn stored_path(stdout: &str, prefix: &str) -> Option<PathBuf> {
-    stdout
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix(prefix))
-        .map(PathBuf::from)
+    stdout.lines().rev().find_map(|l| l.strip_prefix(prefix)).map(PathBuf::from)
 }
 
 /// A node enrolled with the real client tool.
@@ -127,13 +106,9 @@ pub fn enrol_first_node(
 ) -> Result<EnrolledNode, String> {
     let ca = ca_export.to_str().ok_or("non-UTF-8 path")?;
     in_corosync_ns(etc, "corosync-qdevice-net-certutil -i -c \"$1\"", &[ca])?;
-    let out = in_corosync_ns(
-        etc,
-        "corosync-qdevice-net-certutil -r -n \"$1\"",
-        &[cluster],
-    )?;
-    let crq_in_ns = stored_path(&out, "Certificate request stored in ")
-        .ok_or_else(|| format!("no request path in: {}", out))?;
+    let out = in_corosync_ns(etc, "corosync-qdevice-net-certutil -r -n \"$1\"", &[cluster])?;
+    let crq_in_ns =
+        stored_path(&out, "Certificate request stored in ").ok_or_else(|| format!("no request path in: {}", out))?;
     let crq = etc.join(
         crq_in_ns
             .strip_prefix("/etc/corosync")
@@ -142,18 +117,9 @@ pub fn enrol_first_node(
     let cluster_cert = sign(&crq, cluster)?;
     let crt = cluster_cert.to_str().ok_or("non-UTF-8 path")?;
     let out = in_corosync_ns(etc, "corosync-qdevice-net-certutil -M -c \"$1\"", &[crt])?;
-    let p12_in_ns = stored_path(&out, "Certificate stored in ")
-        .ok_or_else(|| format!("no p12 path in: {}", out))?;
-    let p12 = etc.join(
-        p12_in_ns
-            .strip_prefix("/etc/corosync")
-            .map_err(|_| "p12 outside /etc/corosync")?,
-    );
-    Ok(EnrolledNode {
-        etc: etc.to_path_buf(),
-        p12,
-        cluster_cert,
-    })
+    let p12_in_ns = stored_path(&out, "Certificate stored in ").ok_or_else(|| format!("no p12 path in: {}", out))?;
+    let p12 = etc.join(p12_in_ns.strip_prefix("/etc/corosync").map_err(|_| "p12 outside /etc/corosync")?);
+    Ok(EnrolledNode { etc: etc.to_path_buf(), p12, cluster_cert })
 }
 
 /// Another node of the same cluster: `-i -c qnetd-cacert.crt`, then `-m -c <p12>`.
@@ -178,9 +144,7 @@ pub fn nss_verify(db: &Path, nickname: &str, usage: &str) -> Result<String, Stri
 
 /// `certutil -L` of a database: nickname and trust lines.
 pub fn nss_list(db: &Path) -> Result<String, String> {
-    run(Command::new("certutil")
-        .args(["-L", "-d"])
-        .arg(format!("sql:{}", db.display())))
+    run(Command::new("certutil").args(["-L", "-d"]).arg(format!("sql:{}", db.display())))
 }
 
 /// A scratch NSS database trusting `ca_file` as the qdevice client does
@@ -189,18 +153,14 @@ pub fn scratch_db_trusting(db: &Path, ca_file: &Path) -> Result<(), String> {
     std::fs::create_dir_all(db).map_err(|e| format!("{}: {}", db.display(), e))?;
     let d = format!("sql:{}", db.display());
     run(Command::new("certutil").args(["-N", "--empty-password", "-d", &d]))?;
-    run(Command::new("certutil")
-        .args(["-A", "-d", &d, "-n", CA_NICKNAME, "-t", "CT,c,c", "-i"])
-        .arg(ca_file))?;
+    run(Command::new("certutil").args(["-A", "-d", &d, "-n", CA_NICKNAME, "-t", "CT,c,c", "-i"]).arg(ca_file))?;
     Ok(())
 }
 
 /// Import a certificate (DER or PEM) without trust under `nickname`.
 pub fn nss_add_cert(db: &Path, nickname: &str, cert_file: &Path) -> Result<(), String> {
     let d = format!("sql:{}", db.display());
-    run(Command::new("certutil")
-        .args(["-A", "-d", &d, "-n", nickname, "-t", ",,", "-i"])
-        .arg(cert_file))?;
+    run(Command::new("certutil").args(["-A", "-d", &d, "-n", nickname, "-t", ",,", "-i"]).arg(cert_file))?;
     Ok(())
 }
 
