@@ -27,7 +27,6 @@ declare -A platform=([amd64]=linux/amd64 [arm64]=linux/arm64 [armv7]=linux/arm/v
 arches=(amd64 arm64 armv7)
 # The multi-call names; each is a symlink to `qnetd` in /usr/local/bin.
 links=(corosync-qnetd corosync-qnetd-tool corosync-qnetd-certutil)
-uid=5403   # must match USER / --chown in Containerfile
 
 log() { printf '[build-image] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

@@ -109,6 +109,7 @@ build_one() {
     # RUSTC_BOOTSTRAP=1 allows these -Z flags on the stable toolchain.
     # `log/release_max_level_debug` compiles out trace! calls (rustls has many);
     # qnetd's most verbose level is debug (-d), as in the C daemon.
+    # shellcheck disable=SC2054  # the commas belong to the flags
     local -a extra=(-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
                     --features log/release_max_level_debug)
     local -a envs=(RUSTC_BOOTSTRAP=1)

@@ -9,7 +9,7 @@
 set -uo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-cd "$repo"
+cd "$repo" || exit 1
 export QNETD_DIST=${QNETD_DIST:-$repo/target/dist}
 export QNETD_OUT=${QNETD_OUT:-$repo/target/image}
 export QNETD_TAG=${QNETD_TAG:-dev}
