@@ -6,7 +6,7 @@
 #   <out>/qnetd-dev.oci.tar             OCI archive: image index with all three platforms
 #
 # COPY only (Containerfile), so nothing is emulated and the runtime is never started.
-# Installs podman, runc and skopeo if missing. podman on this VM needs
+# Installs podman and runc if missing (scripts/apt-need.sh). podman on this VM needs
 # container/containers.conf (no default rlimits, runc, cgroupfs: see the comments in
 # it); this script exports CONTAINERS_CONF unless it is already set.
 #
@@ -31,17 +31,6 @@ links=(corosync-qnetd corosync-qnetd-tool corosync-qnetd-certutil)
 log() { printf '[build-image] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-setup() {
-    local missing=() p
-    for p in podman runc skopeo; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq || log "apt-get update failed; trying the install anyway"
-    log "apt-get install ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
 # The build context: only what the image contains, so the context upload is tiny
 # and nothing else of the tree can leak into the image. git keeps no empty
 # directories and no ownership, so the skeleton is made here rather than committed.
@@ -63,7 +52,7 @@ stage() {
     done
 }
 
-[ -n "${QNETD_SKIP_SETUP:-}" ] || setup
+[ -n "${QNETD_SKIP_SETUP:-}" ] || scripts/apt-need.sh podman runc
 
 version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
 rev=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)

@@ -38,30 +38,11 @@ targets=("$@")
 log() { printf '[build-static] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# Debian package name -> install if missing. `apt-get update` runs at most once,
-# and only when something is missing.
-apt_updated=
-apt_need() {
-    local missing=() p
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    if [ -z "$apt_updated" ]; then
-        # An update failure (e.g. one stale mirror index) must not stop us: the
-        # install below is what has to succeed.
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq || log "apt-get update failed; trying the install anyway"
-        apt_updated=1
-    fi
-    log "apt-get install ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
 setup() {
     local t
     # qemu-user-static: runs the arm binaries here; binutils: readelf for the static check.
     # (pip comes with the machine's python3.)
-    apt_need qemu-user-static binutils
+    "$repo/scripts/apt-need.sh" qemu-user-static binutils
 
     if [ "$(python3 -m ziglang version 2>/dev/null)" != "$ZIG_VERSION" ]; then
         log "pip install ziglang==$ZIG_VERSION"
