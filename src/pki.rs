@@ -651,10 +651,10 @@ impl Locked {
 
         let key_mode = policy.key_mode();
         let file_mode = policy.file_mode();
-        self.write(CA_KEY_FILE, pem::encode("PRIVATE KEY", &ca_key.serialize_der()).as_bytes(), key_mode, &policy)?;
-        self.write(CA_CERT_FILE, pem::encode("CERTIFICATE", &ca_cert_der).as_bytes(), file_mode, &policy)?;
-        self.write(SERVER_KEY_FILE, pem::encode("PRIVATE KEY", &server_key_der).as_bytes(), key_mode, &policy)?;
-        self.write(SERVER_CERT_FILE, pem::encode("CERTIFICATE", &server_cert_der).as_bytes(), file_mode, &policy)?;
+        self.write(CA_KEY_FILE, pem_encode("PRIVATE KEY", &ca_key.serialize_der()).as_bytes(), key_mode, &policy)?;
+        self.write(CA_CERT_FILE, pem_encode("CERTIFICATE", &ca_cert_der).as_bytes(), file_mode, &policy)?;
+        self.write(SERVER_KEY_FILE, pem_encode("PRIVATE KEY", &server_key_der).as_bytes(), key_mode, &policy)?;
+        self.write(SERVER_CERT_FILE, pem_encode("CERTIFICATE", &server_cert_der).as_bytes(), file_mode, &policy)?;
         let export = ca_export_text(&ca_cert_der, ca_serial, now);
         self.write(CA_EXPORT_FILE, export.as_bytes(), policy.export_mode(), &policy)?;
         self.write(MARKER_FILE, MARKER_CONTENT.as_bytes(), file_mode, &policy)?;
@@ -674,11 +674,25 @@ pub fn is_temp_name(name: &str) -> bool {
 
 fn read_pem_file(path: &Path, labels: &[&str]) -> Result<Vec<u8>, PkiError> {
     let data = fs::read(path).map_err(io_err("read", path))?;
-    match pem::decode(&data, labels) {
-        Some(Ok(der)) => Ok(der),
-        Some(Err(reason)) => Err(corrupt(path, reason)),
-        None => Err(corrupt(path, format!("no PEM block labelled {}", labels.join(" or ")))),
+    match pem_decode(&data, labels) {
+        Ok(Some(der)) => Ok(der),
+        Ok(None) => Err(corrupt(path, format!("no PEM block labelled {}", labels.join(" or ")))),
+        Err(reason) => Err(corrupt(path, reason)),
     }
+}
+
+/// PEM as NSS and openssl write it (64-column lines, LF), by the `pem` crate.
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(label, der), config)
+}
+
+/// The content of the first PEM block labelled one of `labels`, `None` when
+/// there is none. Text around the blocks is ignored: the CA export starts with
+/// a text dump, and `certutil -R -a` requests may too.
+fn pem_decode(data: &[u8], labels: &[&str]) -> Result<Option<Vec<u8>>, String> {
+    let blocks = pem::parse_many(data).map_err(|e| format!("bad PEM data: {}", e))?;
+    Ok(blocks.into_iter().find(|b| labels.contains(&b.tag())).map(pem::Pem::into_contents))
 }
 
 fn parse_cert<'a>(path: &Path, der: &'a [u8]) -> Result<X509Certificate<'a>, PkiError> {
@@ -707,12 +721,12 @@ impl Request {
     fn parse(bytes: &[u8]) -> Result<Request, PkiError> {
         let bad = |reason: String| PkiError::BadRequest { reason };
         let der = if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-            match pem::decode(bytes, &["NEW CERTIFICATE REQUEST", "CERTIFICATE REQUEST"]) {
-                Some(Ok(der)) => der,
-                Some(Err(reason)) => return Err(bad(reason)),
-                None => {
+            match pem_decode(bytes, &["NEW CERTIFICATE REQUEST", "CERTIFICATE REQUEST"]) {
+                Ok(Some(der)) => der,
+                Ok(None) => {
                     return Err(bad("PEM input without a CERTIFICATE REQUEST or NEW CERTIFICATE REQUEST block".into()))
                 }
+                Err(reason) => return Err(bad(reason)),
             }
         } else {
             bytes.to_vec()
@@ -800,7 +814,7 @@ fn ca_export_text(ca_der: &[u8], serial: u64, not_before: i64) -> String {
         cn = CA_CN,
         nb = time::display(not_before),
         na = time::display(not_after),
-        pem = pem::encode("CERTIFICATE", ca_der),
+        pem = pem_encode("CERTIFICATE", ca_der),
     )
 }
 
@@ -957,105 +971,6 @@ mod time {
     }
 }
 
-/// PEM and base64, enough for our files, NSS exports and `certutil -R -a` requests.
-pub(crate) mod pem {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub fn encode(label: &str, der: &[u8]) -> String {
-        let b64 = base64_encode(der);
-        let mut out = format!("-----BEGIN {}-----\n", label);
-        for chunk in b64.as_bytes().chunks(64) {
-            // Chunks of an ASCII string are ASCII.
-            out.push_str(&String::from_utf8_lossy(chunk));
-            out.push('\n');
-        }
-        out.push_str(&format!("-----END {}-----\n", label));
-        out
-    }
-
-    /// The first block whose label is one of `labels`, decoded. `None` when there
-    /// is none; text around the block is ignored (the CA export has a header).
-    pub fn decode(data: &[u8], labels: &[&str]) -> Option<Result<Vec<u8>, String>> {
-        let mut lines = data.split(|b| *b == b'\n').map(trim);
-        while let Some(line) = lines.next() {
-            let Some(label) = labels.iter().find(|l| is_armour(line, "BEGIN", l)) else {
-                continue;
-            };
-            let mut body = Vec::new();
-            for inner in lines.by_ref() {
-                if is_armour(inner, "END", label) {
-                    return Some(base64_decode(&body).map_err(|e| format!("bad PEM {} block: {}", label, e)));
-                }
-                body.extend_from_slice(inner);
-            }
-            return Some(Err(format!("PEM {} block has no END line", label)));
-        }
-        None
-    }
-
-    fn trim(line: &[u8]) -> &[u8] {
-        let start = line.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(line.len());
-        let end = line.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |p| p + 1);
-        &line[start..end.max(start)]
-    }
-
-    fn is_armour(line: &[u8], kind: &str, label: &str) -> bool {
-        line == format!("-----{} {}-----", kind, label).as_bytes()
-    }
-
-    pub fn base64_encode(data: &[u8]) -> String {
-        let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-        for chunk in data.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    pub fn base64_decode(text: &[u8]) -> Result<Vec<u8>, String> {
-        let mut out = Vec::with_capacity(text.len() / 4 * 3);
-        let mut acc: u32 = 0;
-        let mut bits = 0;
-        let mut padding = 0;
-        for &c in text {
-            let v = match c {
-                b'A'..=b'Z' => c - b'A',
-                b'a'..=b'z' => c - b'a' + 26,
-                b'0'..=b'9' => c - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                b'=' => {
-                    padding += 1;
-                    continue;
-                }
-                c if c.is_ascii_whitespace() => continue,
-                c => return Err(format!("invalid base64 character {:?}", c as char)),
-            };
-            if padding > 0 {
-                return Err("base64 data after padding".into());
-            }
-            acc = (acc << 6) | u32::from(v);
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                out.push((acc >> bits) as u8);
-                acc &= (1 << bits) - 1;
-            }
-        }
-        if padding > 2 || bits >= 6 {
-            return Err("truncated base64 data".into());
-        }
-        Ok(out)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1063,8 +978,8 @@ mod tests {
     use x509_parser::prelude::ParsedExtension;
 
     /// `qdevice-net-node.crq` written by the real `corosync-qdevice-net-certutil -r
-    /// -n labcluster` (NSS 3.87): DER PKCS#10, RSA 2048, SHA-256.
-    const REAL_CRQ_B64: &str = "\
+    /// -n labcluster` (NSS 3.87): DER PKCS#10, RSA 2048, SHA-256, here in PEM armour.
+    const REAL_CRQ_PEM: &str = "-----BEGIN CERTIFICATE REQUEST-----
 MIICWjCCAUICAQAwFTETMBEGA1UEAxMKbGFiY2x1c3RlcjCCASIwDQYJKoZIhvcN
 AQEBBQADggEPADCCAQoCggEBAL+xB2MNk2HIS0FAl8ezLmPulLHrNkhFaoamil+4
 cACAgp7V2ZtqcfO+JOtqG/4ZhnB65+D2Va0Ymj/4+V7lEFxaNKvHytYGWfCy1Xzq
@@ -1077,10 +992,12 @@ fnclh/yyAaYHSAs1vyit4SfdCOPPb885D6AbOmIkYbeiOVtW+VRzunKPg5HJXZ6Q
 kCedlX7xwJvDRFd8AsOfH/9fAO0y62IweicSnmxKc6YuyTialAc7rBNiRrHga4XX
 fNVsR29UnkboS1wWTVybn10clvy7q9kA0Y5ujFDJv4acgHV82/i7+jFoekbA97BR
 Xg9t8azxX0yp1tdpyav1hK4OqUjxyJbNYxmd/LHoJiN8xNa+QXalxdDNS7z3vxsL
-qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
+qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd
+-----END CERTIFICATE REQUEST-----
+";
 
     fn real_crq() -> Vec<u8> {
-        pem::base64_decode(REAL_CRQ_B64.as_bytes()).expect("test constant")
+        pem::parse(REAL_CRQ_PEM).expect("test constant").into_contents()
     }
 
     struct TempDir(PathBuf);
@@ -1195,7 +1112,7 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         // The export: text first, then the CA as PEM.
         let export = fs::read(dir.join(CA_EXPORT_FILE)).unwrap();
         assert!(export.starts_with(b"Certificate:\n"));
-        assert_eq!(pem::decode(&export, &["CERTIFICATE"]).unwrap().unwrap(), id.ca_cert_der);
+        assert_eq!(pem_decode(&export, &["CERTIFICATE"]).unwrap().unwrap(), id.ca_cert_der);
         // Server names as the session will see them.
         let names = cert_names(&id.server_cert_der).unwrap();
         assert_eq!(names.common_names, vec!["Qnetd Server".to_string()]);
@@ -1255,8 +1172,8 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         let crq = real_crq();
         let (_, req) = X509CertificationRequest::from_der(&crq).unwrap();
 
-        let new_armour = pem::encode("NEW CERTIFICATE REQUEST", &crq).replace('\n', "\r\n");
-        let plain_armour = format!("some text first\n{}", pem::encode("CERTIFICATE REQUEST", &crq));
+        let new_armour = pem_encode("NEW CERTIFICATE REQUEST", &crq).replace('\n', "\r\n");
+        let plain_armour = format!("some text first\n{}", pem_encode("CERTIFICATE REQUEST", &crq));
         for (name, input) in
             [("der", crq.clone()), ("new", new_armour.into_bytes()), ("plain", plain_armour.into_bytes())]
         {
@@ -1302,7 +1219,7 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
             ("subject", bad_subject),
             ("garbage", b"hello".to_vec()),
             ("truncated", good[..good.len() - 10].to_vec()),
-            ("pem-without-request", pem::encode("CERTIFICATE", &good).into_bytes()),
+            ("pem-without-request", pem_encode("CERTIFICATE", &good).into_bytes()),
         ] {
             match sign_request(&dir, &input, "x", true) {
                 Err(e @ PkiError::BadRequest { .. }) => {
@@ -1441,22 +1358,20 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
     }
 
     #[test]
-    fn base64_round_trips_and_rejects_garbage() {
-        for len in 0..70usize {
-            let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-            let enc = pem::base64_encode(&data);
-            assert_eq!(enc.len() % 4, 0);
-            assert_eq!(pem::base64_decode(enc.as_bytes()).unwrap(), data);
-        }
-        assert_eq!(pem::base64_encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(pem::base64_encode(b"fo"), "Zm8=");
-        assert!(pem::base64_decode(b"Zm9v!mFy").is_err());
-        assert!(pem::base64_decode(b"Zm8=Zm8=").is_err());
-        assert!(pem::base64_decode(b"Z").is_err());
-        let block = pem::encode("X", &[1, 2, 3]);
-        assert_eq!(block, "-----BEGIN X-----\nAQID\n-----END X-----\n");
-        assert!(matches!(pem::decode(b"-----BEGIN X-----\nAQID\n", &["X"]), Some(Err(_))));
-        assert!(pem::decode(b"nothing", &["X"]).is_none());
+    fn pem_blocks_are_found_among_text_and_round_trip() {
+        let der: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
+        let block = pem_encode("CERTIFICATE", &der);
+        assert!(block.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(block.ends_with("\n-----END CERTIFICATE-----\n"));
+        assert!(block.lines().all(|l| l.len() <= 64) && !block.contains('\r'));
+        let mixed = format!("Certificate:\n  text\n{}{}", pem_encode("OTHER", b"x"), block.replace('\n', "\r\n"));
+        assert_eq!(pem_decode(mixed.as_bytes(), &["CERTIFICATE"]).unwrap(), Some(der));
+        assert_eq!(pem_decode(mixed.as_bytes(), &["PRIVATE KEY"]).unwrap(), None);
+        assert_eq!(pem_decode(b"no armour at all", &["CERTIFICATE"]).unwrap(), None);
+        assert!(pem_decode(b"-----BEGIN X-----\nAQ!D\n-----END X-----\n", &["X"]).is_err());
+        assert!(pem_decode(b"-----BEGIN X-----\nAQID\n-----END Y-----\n", &["X"]).is_err());
+        // The constant decodes to the 606-byte file the C tool wrote.
+        assert_eq!(real_crq().len(), 606);
     }
 
     #[test]
