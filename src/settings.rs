@@ -812,3 +812,43 @@ mod tests {
         assert_eq!(strtoll("08", 8), None);
     }
 }
+
+/// Where the friendly `qnetd run` / `qnetd tool` / `qnetd health` / `qnetd certutil`
+/// keep their state when not told otherwise.
+///
+/// The `corosync-qnetd*` names keep the C paths (`/etc/corosync/qnetd/nssdb`,
+/// `/var/run/corosync-qnetd/...`) because scripts and pcs expect them. The friendly
+/// spelling must start on any machine with no arguments, including one where
+/// Debian's corosync-qnetd package already put an NSS database at the C path (we
+/// never take that over silently), and as an ordinary user. So it owns its own
+/// place: `/var/lib/qnetd` and `/run/qnetd` for root, the XDG state and runtime
+/// directories otherwise. `QNETD_DATA_DIR` overrides the data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FriendlyPaths {
+    pub data_dir: PathBuf,
+    pub lock_file: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl FriendlyPaths {
+    pub fn from_env() -> FriendlyPaths {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        let (state, runtime) = if root {
+            (PathBuf::from("/var/lib/qnetd"), PathBuf::from("/run/qnetd"))
+        } else {
+            let state = var("XDG_STATE_HOME")
+                .or_else(|| var("HOME").map(|h| h.join(".local/state")))
+                .unwrap_or_else(std::env::temp_dir)
+                .join("qnetd");
+            let runtime = var("XDG_RUNTIME_DIR").map(|r| r.join("qnetd")).unwrap_or_else(|| state.clone());
+            (state, runtime)
+        };
+        FriendlyPaths {
+            data_dir: var("QNETD_DATA_DIR").unwrap_or(state),
+            lock_file: runtime.join("qnetd.pid"),
+            socket: runtime.join("qnetd.sock"),
+        }
+    }
+}
