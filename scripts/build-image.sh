@@ -64,11 +64,16 @@ mkdir -p "$out"
 podman manifest exists "$image:$tag" 2>/dev/null && podman manifest rm "$image:$tag" >/dev/null
 for a in "${arches[@]}"; do
     log "podman build $image:$tag-$a (${platform[$a]})"
+    old_id=$(podman image inspect -f '{{.Id}}' "$image:$tag-$a" 2>/dev/null || true)
     # --format docker: keeps HEALTHCHECK (dropped from OCI-format configs).
     # --timestamp 0: reproducible image ID. --squash: one layer instead of four.
     podman build -q --format docker --timestamp 0 --squash --platform "${platform[$a]}" \
         --build-arg "QNETD_VERSION=$version" --build-arg "QNETD_GIT_REV=$rev" \
         -t "$image:$tag-$a" -f Containerfile "$ctx" >/dev/null
+    # The tag moved to the new image: drop the one it left behind (only that one,
+    # and only if nothing else uses it), so rebuilds do not pile up <none> images.
+    new_id=$(podman image inspect -f '{{.Id}}' "$image:$tag-$a")
+    if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then podman rmi "$old_id" >/dev/null 2>&1 || true; fi
 done
 
 podman manifest create "$image:$tag" >/dev/null
