@@ -112,7 +112,7 @@ fn qnetd_main(rest: &[String]) -> i32 {
         }
     };
     if top.version {
-        println!("qnetd {}", env!("CARGO_PKG_VERSION"));
+        println!("qnetd {}", env!("QNETD_BUILD_INFO"));
         return 0;
     }
     match top.cmd {

@@ -157,7 +157,7 @@ pub fn version_text() -> String {
         "Corosync Qdevice Network Daemon, version '{}'\n\n\
          Supported algorithms: Test (0), Fifty-Fifty split (1), 2 Node LMS (2), LMS (3)\n\
          Supported message types: Preinit (0), Preinit reply (1), StartTLS (2), Init (3), Init reply (4), Server error (5), Set option (6), Set option reply (7), Echo request (8), Echo reply (9), Node list (10), Node list reply (11), Ask for vote (12), Ask for vote reply (13), Vote info (14), Vote info reply (15), Heuristics change (16), Heuristics change reply (17)\n",
-        env!("CARGO_PKG_VERSION")
+        env!("QNETD_BUILD_INFO")
     )
 }
 
