@@ -14,6 +14,9 @@ export QNETD_DIST=${QNETD_DIST:-$repo/target/dist}
 export QNETD_OUT=${QNETD_OUT:-$repo/target/image}
 export QNETD_TAG=${QNETD_TAG:-dev}
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$repo/container/containers.conf}
+# The image test's vote step: enrol a cluster with the container's own certutil and
+# let two qdevice-like TLS clients get their ACK (set it empty to skip).
+export QNETD_VOTE_CLIENT_CMD=${QNETD_VOTE_CLIENT_CMD-$repo/scripts/container-vote.sh}
 
 pass=0 fail=0 skip=0
 declare -a timings=()

@@ -208,7 +208,7 @@ test_amd64_image() {
         python3 "$probe" 127.0.0.1 "$port" "$ca"
     check "amd64 image: HEALTHCHECK (qnetd health) reports healthy" podman healthcheck run "$name"
 
-    # >>> VOTE CLIENT STEP (lead: wire the test client here) <<<
+    # >>> VOTE CLIENT STEP (ci-static-and-image.sh sets scripts/container-vote.sh) <<<
     # A real client must register with the daemon in the container and get a vote.
     # Set QNETD_VOTE_CLIENT_CMD to a command (run with bash -c) that does so and exits
     # 0 only if the vote arrived. It gets QNETD_HOST, QNETD_PORT, QNETD_CA (the CA file
