@@ -22,6 +22,19 @@ pub const ALGO_FFSPLIT: u16 = 1;
 pub const ALGO_2NODELMS: u16 = 2;
 pub const ALGO_LMS: u16 = 3;
 
+/// The algorithm-private value in `slot` as a `T`, replaced by `T::default()` when
+/// absent or of another type (a member's algorithm never changes, so in practice
+/// that is only the first use).
+fn algo_slot<T: Default + 'static>(slot: &mut Option<Box<dyn Any>>) -> &mut T {
+    if !matches!(slot, Some(b) if b.is::<T>()) {
+        *slot = Some(Box::new(T::default()));
+    }
+    match slot.as_mut().and_then(|b| b.downcast_mut::<T>()) {
+        Some(t) => t,
+        None => unreachable!("the slot was just set to a T"),
+    }
+}
+
 /// One initialised client of a cluster, as the algorithms see it.
 pub struct Member {
     pub conn: ConnId,
@@ -94,19 +107,12 @@ impl Member {
     /// Each algorithm file defines its own state type, so adding an algorithm touches
     /// no shared struct.
     pub fn algo_data<T: Default + 'static>(&mut self) -> &mut T {
-        let fresh = !matches!(&self.algo, Some(b) if b.is::<T>());
-        if fresh {
-            self.algo = Some(Box::new(T::default()));
-        }
-        match self.algo.as_mut().and_then(|b| b.downcast_mut::<T>()) {
-            Some(t) => t,
-            None => unreachable!("algo data was just set to T"),
-        }
+        algo_slot(&mut self.algo)
     }
 
     /// Read-only view of the algorithm's private state (None if never created).
     pub fn algo_ref<T: 'static>(&self) -> Option<&T> {
-        self.algo.as_ref().and_then(|b| b.downcast_ref::<T>())
+        self.algo.as_deref().and_then(|b| b.downcast_ref::<T>())
     }
 
     /// Record a vote the server sent to this client (reply or VOTE_INFO).
@@ -146,18 +152,11 @@ impl Cluster {
 
     /// Cluster-wide algorithm state (ffsplit's cluster state and previous winner).
     pub fn algo_data<T: Default + 'static>(&mut self) -> &mut T {
-        let fresh = !matches!(&self.algo, Some(b) if b.is::<T>());
-        if fresh {
-            self.algo = Some(Box::new(T::default()));
-        }
-        match self.algo.as_mut().and_then(|b| b.downcast_mut::<T>()) {
-            Some(t) => t,
-            None => unreachable!("algo data was just set to T"),
-        }
+        algo_slot(&mut self.algo)
     }
 
     pub fn algo_ref<T: 'static>(&self) -> Option<&T> {
-        self.algo.as_ref().and_then(|b| b.downcast_ref::<T>())
+        self.algo.as_deref().and_then(|b| b.downcast_ref::<T>())
     }
 
     /// Insert keeping node-id order: before the first member with a larger id

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 use qnetd::daemon;
-use qnetd::settings::{CliError, Settings};
+use qnetd::settings::{CliError, FriendlyPaths, Settings};
 
 fn main() {
     let mut args = std::env::args();
@@ -112,7 +112,7 @@ fn qnetd_main(rest: &[String]) -> i32 {
         }
     };
     if top.version {
-        println!("qnetd {}", env!("CARGO_PKG_VERSION"));
+        println!("qnetd {}", env!("QNETD_BUILD_INFO"));
         return 0;
     }
     match top.cmd {
@@ -127,9 +127,28 @@ fn qnetd_main(rest: &[String]) -> i32 {
                 1
             }
         },
-        Some(Sub::Certutil(a)) => qnetd::certutil::run(&a),
-        Some(Sub::Tool(a)) => qnetd::tool::tool_main(a),
-        Some(Sub::Health(a)) => qnetd::tool::health_main(a),
+        Some(Sub::Certutil(mut a)) => {
+            if a.dir.is_none() && std::env::var_os(qnetd::certutil::DIR_ENV).is_none() {
+                a.dir = Some(FriendlyPaths::from_env().data_dir);
+            }
+            qnetd::certutil::run(&a)
+        }
+        Some(Sub::Tool(mut a)) => {
+            if a.socket.is_none() && std::env::var_os(qnetd::tool::SOCKET_ENV).is_none() {
+                a.socket = Some(FriendlyPaths::from_env().socket);
+            }
+            qnetd::tool::tool_main(a)
+        }
+        Some(Sub::Health(mut a)) => {
+            let friendly = FriendlyPaths::from_env();
+            if a.socket.is_none() && std::env::var_os(qnetd::tool::SOCKET_ENV).is_none() {
+                a.socket = Some(friendly.socket);
+            }
+            if a.dir.is_none() && std::env::var_os(qnetd::tool::NSSDB_ENV).is_none() {
+                a.dir = Some(friendly.data_dir);
+            }
+            qnetd::tool::health_main(a)
+        }
     }
 }
 
@@ -137,6 +156,11 @@ fn qnetd_main(rest: &[String]) -> i32 {
 /// are validated identically (only `--port 0` is extra).
 fn run_settings(r: RunArgs) -> Result<Settings, CliError> {
     let mut s = Settings::default();
+    // Our own default places first; -S and the path options below override them.
+    let friendly = FriendlyPaths::from_env();
+    s.shell.nss_db_dir = friendly.data_dir;
+    s.shell.lock_file = friendly.lock_file;
+    s.shell.local_socket_file = friendly.socket;
     s.shell.foreground = !r.daemonize;
     s.shell.syslog = r.syslog;
     let mut warnings = Vec::new();

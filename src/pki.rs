@@ -33,16 +33,22 @@
 //! CA and server keys are ECDSA P-256 (ring cannot generate RSA keys); NSS 3.87
 //! (Debian 12) verifies the chain for SSL-server use and the NSS TLS client
 //! handshakes with it (see `tests/certs_real_tools.rs`). Cluster certificates
-//! carry the RSA key of the node's request. All certificates are X.509 v3,
-//! SHA-256, valid from now for 1200 months, serials from `serial.txt` with the C
-//! tool's rule (missing file = 100; each issuance reads N, writes N+1, uses N+1),
-//! so a fresh store has CA 101, server 102 and the first cluster certificate 103.
-//! The CA (`CN=QNet CA`) carries only a critical basicConstraints CA:true,
-//! pathlen 0; the server (`CN=Qnetd Server`) and cluster certificates carry no
-//! extensions at all, like the ones NSS `certutil` issues for the C scripts.
-//! Names are encoded as PrintableString like NSS does; a cluster certificate's
-//! subject is copied byte for byte from the request. A CA or server key imported
-//! from a C store (RSA 2048, PKCS#8) is accepted as well, see below.
+//! carry the RSA key of the node's request. All certificates are built by rcgen:
+//! X.509 v3, SHA-256, valid from now for 1200 months, serials from `serial.txt`
+//! with the C tool's rule (missing file = 100; each issuance reads N, writes N+1,
+//! uses N+1), so a fresh store has CA 101, server 102 and the first cluster
+//! certificate 103. The CA (`CN=QNet CA`) carries a critical basicConstraints
+//! CA:true, pathlen 0 and, unlike the C tool's CA, a non-critical
+//! subjectKeyIdentifier: rcgen writes one into every CA certificate (RFC 5280
+//! §4.2.1.2 asks for it there) and has no switch to leave it out; NSS and webpki
+//! accept it (`tests/certs_real_tools.rs`). The server (`CN=Qnetd Server`) and
+//! cluster certificates carry no extensions at all (no authority key identifier
+//! either), like the ones NSS `certutil` issues for the C scripts. Names are
+//! encoded as PrintableString like NSS does; a cluster certificate's subject and
+//! key are the request's, byte for byte: rcgen re-encodes them from their parsed
+//! form, so each issued certificate is compared with the request and refused if
+//! anything differs. A CA or server key imported from a C store (RSA 2048,
+//! PKCS#8) is accepted as well, see below.
 //!
 //! # Permissions and ownership
 //!
@@ -98,9 +104,13 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use rcgen::{KeyPair, PublicKeyData, SigningKey};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType, DnValue, IsCa,
+    Issuer, KeyPair, PublicKeyData, SerialNumber,
+};
+use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer};
+use time::{Date, Duration, Month, OffsetDateTime};
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -321,8 +331,10 @@ pub fn load(dir: &Path) -> Result<Identity, PkiError> {
 /// `corosync-qnetd-certutil -s`: sign a node's PKCS#10 request (DER, or PEM with
 /// `CERTIFICATE REQUEST` / `NEW CERTIFICATE REQUEST` armour) and write
 /// `cluster-<cluster_name>.crt` (DER). The subject and public key are copied
-/// from the request; no extensions are added (requested ones are ignored).
-/// Returns the path written.
+/// from the request; no extensions are added (requested key usages, subject
+/// alternative names and basic constraints are ignored; a request asking for
+/// any other extension is refused, as rcgen cannot read it). A refused request
+/// consumes no serial. Returns the path written.
 pub fn sign_request(dir: &Path, csr_bytes: &[u8], cluster_name: &str, group_write: bool) -> Result<PathBuf, PkiError> {
     if cluster_name.is_empty() || cluster_name.contains('/') || cluster_name.contains('\0') {
         return Err(PkiError::BadClusterName { name: cluster_name.to_string() });
@@ -342,9 +354,19 @@ pub fn sign_request(dir: &Path, csr_bytes: &[u8], cluster_name: &str, group_writ
         return Err(corrupt(&key_path, format!("key does not match {}", CA_CERT_FILE)));
     }
 
+    let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(ca_der.as_slice()), &ca_key)
+        .map_err(|e| corrupt(&ca_path, format!("cannot sign with this CA certificate: {}", e)))?;
+
     let policy = Policy::new(dir, group_write)?;
-    let serial = store.next_serial(&policy, 1)?;
-    let der = issue(&ca_key, ca.subject().as_raw(), serial, &request.subject, &request.spki, unix_now(), &[])?;
+    let now = OffsetDateTime::now_utc();
+    let der = store.reserve_serials(&policy, 1, |serial| {
+        let der = request.issue(&issuer, serial, now)?;
+        // rcgen rebuilt the issuer name from the parsed CA certificate.
+        match X509Certificate::from_der(&der) {
+            Ok((_, cert)) if cert.issuer().as_raw() == ca.subject().as_raw() => Ok(der),
+            _ => Err(corrupt(&ca_path, "its subject cannot be reproduced exactly as an issuer name")),
+        }
+    })?;
     let path = cluster_cert_path(dir, cluster_name);
     store.write(&format!("cluster-{}.crt", cluster_name), &der, policy.file_mode(), &policy)?;
     Ok(path)
@@ -600,9 +622,15 @@ impl Locked {
         Ok(())
     }
 
-    /// Reserve `count` serials with the C rule; returns the first. The new value
-    /// is on disk before any certificate using it.
-    fn next_serial(&self, policy: &Policy, count: u64) -> Result<u64, PkiError> {
+    /// Reserve `count` serials with the C rule and build with the first: `build`
+    /// gets it, and only when it succeeds is the new value written, before the
+    /// caller writes any certificate using it (a failed build consumes nothing).
+    fn reserve_serials<T>(
+        &self,
+        policy: &Policy,
+        count: u64,
+        build: impl FnOnce(u64) -> Result<T, PkiError>,
+    ) -> Result<T, PkiError> {
         let path = self.dir.join(SERIAL_FILE);
         let last = match fs::read_to_string(&path) {
             Ok(text) => text
@@ -613,49 +641,39 @@ impl Locked {
             Err(e) => return Err(io_err("read", &path)(e)),
         };
         let end = last.checked_add(count).ok_or_else(|| corrupt(&path, "serial number space exhausted"))?;
+        let built = build(last + 1)?;
         self.write(SERIAL_FILE, format!("{}\n", end).as_bytes(), policy.file_mode(), policy)?;
-        Ok(last + 1)
+        Ok(built)
     }
 
     /// Create a new CA and server identity, marker last.
     fn initialize(&self, group_write: bool) -> Result<Identity, PkiError> {
         self.remove_temp_files()?;
         let policy = Policy::new(&self.dir, group_write)?;
-        let now = unix_now();
+        let now = OffsetDateTime::now_utc();
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| PkiError::Crypto { reason: format!("CA key generation: {}", e) })?;
         let server_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| PkiError::Crypto { reason: format!("server key generation: {}", e) })?;
 
-        let ca_serial = self.next_serial(&policy, 2)?;
-        let ca_name = der::name_cn(CA_CN);
-        let ca_cert_der = issue(
-            &ca_key,
-            &ca_name,
-            ca_serial,
-            &ca_name,
-            &ca_key.subject_public_key_info(),
-            now,
-            &[der::basic_constraints_ca_pathlen0()],
-        )?;
-        let server_cert_der = issue(
-            &ca_key,
-            &ca_name,
-            ca_serial + 1,
-            &der::name_cn(SERVER_CN),
-            &server_key.subject_public_key_info(),
-            now,
-            &[],
-        )?;
+        let (ca_serial, ca, ca_cert_der, server_cert_der) = self.reserve_serials(&policy, 2, |ca_serial| {
+            let mut ca = certificate_params(name_cn(CA_CN)?, ca_serial, now)?;
+            ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+            let ca_cert = ca.self_signed(&ca_key).map_err(signing_failed)?;
+            let server = certificate_params(name_cn(SERVER_CN)?, ca_serial + 1, now)?;
+            let server_cert =
+                server.signed_by(&server_key, &Issuer::from_params(&ca, &ca_key)).map_err(signing_failed)?;
+            Ok((ca_serial, ca, ca_cert.der().to_vec(), server_cert.der().to_vec()))
+        })?;
         let server_key_der = server_key.serialize_der();
 
         let key_mode = policy.key_mode();
         let file_mode = policy.file_mode();
-        self.write(CA_KEY_FILE, pem::encode("PRIVATE KEY", &ca_key.serialize_der()).as_bytes(), key_mode, &policy)?;
-        self.write(CA_CERT_FILE, pem::encode("CERTIFICATE", &ca_cert_der).as_bytes(), file_mode, &policy)?;
-        self.write(SERVER_KEY_FILE, pem::encode("PRIVATE KEY", &server_key_der).as_bytes(), key_mode, &policy)?;
-        self.write(SERVER_CERT_FILE, pem::encode("CERTIFICATE", &server_cert_der).as_bytes(), file_mode, &policy)?;
-        let export = ca_export_text(&ca_cert_der, ca_serial, now);
+        self.write(CA_KEY_FILE, pem_encode("PRIVATE KEY", &ca_key.serialize_der()).as_bytes(), key_mode, &policy)?;
+        self.write(CA_CERT_FILE, pem_encode("CERTIFICATE", &ca_cert_der).as_bytes(), file_mode, &policy)?;
+        self.write(SERVER_KEY_FILE, pem_encode("PRIVATE KEY", &server_key_der).as_bytes(), key_mode, &policy)?;
+        self.write(SERVER_CERT_FILE, pem_encode("CERTIFICATE", &server_cert_der).as_bytes(), file_mode, &policy)?;
+        let export = ca_export_text(&ca, &ca_key, ca_serial, &ca_cert_der);
         self.write(CA_EXPORT_FILE, export.as_bytes(), policy.export_mode(), &policy)?;
         self.write(MARKER_FILE, MARKER_CONTENT.as_bytes(), file_mode, &policy)?;
         Ok(Identity { ca_cert_der, server_cert_der, server_key_der })
@@ -674,11 +692,25 @@ pub fn is_temp_name(name: &str) -> bool {
 
 fn read_pem_file(path: &Path, labels: &[&str]) -> Result<Vec<u8>, PkiError> {
     let data = fs::read(path).map_err(io_err("read", path))?;
-    match pem::decode(&data, labels) {
-        Some(Ok(der)) => Ok(der),
-        Some(Err(reason)) => Err(corrupt(path, reason)),
-        None => Err(corrupt(path, format!("no PEM block labelled {}", labels.join(" or ")))),
+    match pem_decode(&data, labels) {
+        Ok(Some(der)) => Ok(der),
+        Ok(None) => Err(corrupt(path, format!("no PEM block labelled {}", labels.join(" or ")))),
+        Err(reason) => Err(corrupt(path, reason)),
     }
+}
+
+/// PEM as NSS and openssl write it (64-column lines, LF), by the `pem` crate.
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(label, der), config)
+}
+
+/// The content of the first PEM block labelled one of `labels`, `None` when
+/// there is none. Text around the blocks is ignored: the CA export starts with
+/// a text dump, and `certutil -R -a` requests may too.
+fn pem_decode(data: &[u8], labels: &[&str]) -> Result<Option<Vec<u8>>, String> {
+    let blocks = pem::parse_many(data).map_err(|e| format!("bad PEM data: {}", e))?;
+    Ok(blocks.into_iter().find(|b| labels.contains(&b.tag())).map(pem::Pem::into_contents))
 }
 
 fn parse_cert<'a>(path: &Path, der: &'a [u8]) -> Result<X509Certificate<'a>, PkiError> {
@@ -691,14 +723,17 @@ fn parse_cert<'a>(path: &Path, der: &'a [u8]) -> Result<X509Certificate<'a>, Pki
 
 fn parse_key(path: &Path, pkcs8: &[u8]) -> Result<KeyPair, PkiError> {
     let key = KeyPair::try_from(pkcs8).map_err(|e| corrupt(path, format!("not a usable PKCS#8 private key: {}", e)))?;
-    if der::signature_algorithm(&key).is_none() {
+    let alg = key.algorithm();
+    if alg != &rcgen::PKCS_ECDSA_P256_SHA256 && alg != &rcgen::PKCS_RSA_SHA256 {
         return Err(corrupt(path, "unsupported key type (ECDSA P-256 or RSA expected)"));
     }
     Ok(key)
 }
 
-/// A verified PKCS#10 request: the parts copied into the certificate.
+/// A verified PKCS#10 request, read by rcgen, and the parts of it the
+/// certificate must carry unchanged.
 struct Request {
+    csr: CertificateSigningRequestParams,
     subject: Vec<u8>,
     spki: Vec<u8>,
 }
@@ -707,12 +742,12 @@ impl Request {
     fn parse(bytes: &[u8]) -> Result<Request, PkiError> {
         let bad = |reason: String| PkiError::BadRequest { reason };
         let der = if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-            match pem::decode(bytes, &["NEW CERTIFICATE REQUEST", "CERTIFICATE REQUEST"]) {
-                Some(Ok(der)) => der,
-                Some(Err(reason)) => return Err(bad(reason)),
-                None => {
+            match pem_decode(bytes, &["NEW CERTIFICATE REQUEST", "CERTIFICATE REQUEST"]) {
+                Ok(Some(der)) => der,
+                Ok(None) => {
                     return Err(bad("PEM input without a CERTIFICATE REQUEST or NEW CERTIFICATE REQUEST block".into()))
                 }
+                Err(reason) => return Err(bad(reason)),
             }
         } else {
             bytes.to_vec()
@@ -726,7 +761,31 @@ impl Request {
             bad(format!("its self-signature does not verify ({}); RSA keys need at least 2048 bits", e))
         })?;
         let info = &csr.certification_request_info;
-        Ok(Request { subject: info.subject.as_raw().to_vec(), spki: info.subject_pki.raw.to_vec() })
+        let params = CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(der.as_slice()))
+            .map_err(|e| bad(format!("it cannot be turned into a certificate: {}", e)))?;
+        Ok(Request { csr: params, subject: info.subject.as_raw().to_vec(), spki: info.subject_pki.raw.to_vec() })
+    }
+
+    /// The certificate for this request: its subject and key, our serial and
+    /// validity, no extensions whatever the request asked for. Refused when rcgen,
+    /// which re-encodes subject and key from their parsed form, would not
+    /// reproduce them byte for byte (e.g. a name with a repeated attribute type).
+    fn issue(&self, issuer: &Issuer<'_, &KeyPair>, serial: u64, now: OffsetDateTime) -> Result<Vec<u8>, PkiError> {
+        let mut csr = self.csr.clone();
+        csr.params = certificate_params(csr.params.distinguished_name, serial, now)?;
+        let der = csr.signed_by(issuer).map_err(signing_failed)?.der().to_vec();
+        let (_, cert) = X509Certificate::from_der(&der)
+            .map_err(|e| PkiError::Crypto { reason: format!("issued certificate does not parse: {}", e) })?;
+        let bad = |what: &str| PkiError::BadRequest {
+            reason: format!("its {} cannot be copied exactly into a certificate", what),
+        };
+        if cert.subject().as_raw() != self.subject.as_slice() {
+            return Err(bad("subject"));
+        }
+        if cert.public_key().raw != self.spki.as_slice() {
+            return Err(bad("public key"));
+        }
+        Ok(der)
     }
 }
 
@@ -734,49 +793,59 @@ impl Request {
 // Certificate construction
 // ---------------------------------------------------------------------------
 
-fn unix_now() -> i64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2),
-        Err(_) => 0,
-    }
+/// rcgen parameters shared by every certificate we issue: subject, serial and
+/// validity; no extensions (rcgen's defaults add none to a non-CA certificate
+/// without alternative names or key usages, and no authority key identifier).
+fn certificate_params(
+    subject: DistinguishedName,
+    serial: u64,
+    now: OffsetDateTime,
+) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = subject;
+    params.serial_number = Some(SerialNumber::from(serial));
+    params.not_before = now;
+    params.not_after = add_months(now, VALIDITY_MONTHS)
+        .ok_or_else(|| PkiError::Crypto { reason: format!("{} + {} months is out of range", now, VALIDITY_MONTHS) })?;
+    Ok(params)
 }
 
-/// Build and sign an X.509 v3 certificate valid from `not_before` for
-/// [`VALIDITY_MONTHS`]. Names and the public key are given as DER and copied as is.
-fn issue(
-    signer: &KeyPair,
-    issuer_name: &[u8],
-    serial: u64,
-    subject_name: &[u8],
-    spki: &[u8],
-    not_before: i64,
-    extensions: &[Vec<u8>],
-) -> Result<Vec<u8>, PkiError> {
-    let alg = der::signature_algorithm(signer)
-        .ok_or_else(|| PkiError::Crypto { reason: "unsupported signing key type".into() })?;
-    let version = der::tlv(0xa0, &der::uint(2));
-    let serial = der::uint(serial);
-    let validity = der::seq(&[&der::time(not_before), &der::time(time::add_months(not_before, VALIDITY_MONTHS))]);
-    let mut parts: Vec<&[u8]> = vec![&version, &serial, &alg, issuer_name, &validity, subject_name, spki];
-    let ext_block;
-    if !extensions.is_empty() {
-        let list: Vec<&[u8]> = extensions.iter().map(Vec::as_slice).collect();
-        ext_block = der::tlv(0xa3, &der::seq(&list));
-        parts.push(&ext_block);
-    }
-    let tbs = der::seq(&parts);
-    let signature = signer.sign(&tbs).map_err(|e| PkiError::Crypto { reason: format!("signing: {}", e) })?;
-    let mut bits = Vec::with_capacity(signature.len() + 1);
-    bits.push(0);
-    bits.extend_from_slice(&signature);
-    Ok(der::seq(&[&tbs, &alg, &der::tlv(0x03, &bits)]))
+/// `CN=<cn>` as NSS writes it: one attribute, PrintableString.
+fn name_cn(cn: &str) -> Result<DistinguishedName, PkiError> {
+    let value = rcgen::string::PrintableString::try_from(cn)
+        .map_err(|e| PkiError::Crypto { reason: format!("CN {:?}: {}", cn, e) })?;
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, DnValue::PrintableString(value));
+    Ok(name)
+}
+
+fn signing_failed(e: rcgen::Error) -> PkiError {
+    PkiError::Crypto { reason: format!("signing: {}", e) }
+}
+
+/// The same day and time `months` later, as NSS `certutil -v` counts: a day the
+/// target month lacks rolls over into the next (29 Feb 2000 + 1200 months is
+/// 1 Mar 2100). `None` outside the `time` crate's range.
+fn add_months(t: OffsetDateTime, months: i64) -> Option<OffsetDateTime> {
+    let index = i64::from(t.year()) * 12 + i64::from(u8::from(t.month())) - 1 + months;
+    let year = i32::try_from(index.div_euclid(12)).ok()?;
+    let month = Month::try_from(u8::try_from(index.rem_euclid(12) + 1).ok()?).ok()?;
+    let first = Date::from_calendar_date(year, month, 1).ok()?;
+    let date = first.checked_add(Duration::days(i64::from(t.day()) - 1))?;
+    Some(t.replace_date(date))
 }
 
 /// `qnetd-cacert.crt`: a short human-readable header (in the spirit of the C
 /// tool's `certutil -L` dump, never containing `-----`) followed by the PEM block,
 /// which is all `certutil -A` on the nodes uses.
-fn ca_export_text(ca_der: &[u8], serial: u64, not_before: i64) -> String {
-    let not_after = time::add_months(not_before, VALIDITY_MONTHS);
+fn ca_export_text(ca: &CertificateParams, ca_key: &KeyPair, serial: u64, ca_der: &[u8]) -> String {
+    let date = |t: OffsetDateTime| {
+        let format = time::macros::format_description!(
+            "[weekday repr:short] [month repr:short] [day] [hour]:[minute]:[second] [year]"
+        );
+        t.format(format).unwrap_or_else(|e| format!("({})", e))
+    };
+    let key_id: Vec<String> = ca.key_identifier(ca_key).iter().map(|b| format!("{:02x}", b)).collect();
     format!(
         "Certificate:\n\
          \x20   Data:\n\
@@ -791,6 +860,10 @@ fn ca_export_text(ca_der: &[u8], serial: u64, not_before: i64) -> String {
          \x20       Subject Public Key Info:\n\
          \x20           Public Key Algorithm: X9.62 elliptic curve public key (P-256)\n\
          \x20       Signed Extensions:\n\
+         \x20           Name: Certificate Subject Key ID\n\
+         \x20           Data:\n\
+         \x20               {key_id}\n\
+         \n\
          \x20           Name: Certificate Basic Constraints\n\
          \x20           Critical: True\n\
          \x20           Data: Is a CA with a maximum path length of 0.\n\
@@ -798,273 +871,23 @@ fn ca_export_text(ca_der: &[u8], serial: u64, not_before: i64) -> String {
          {pem}",
         serial = serial,
         cn = CA_CN,
-        nb = time::display(not_before),
-        na = time::display(not_after),
-        pem = pem::encode("CERTIFICATE", ca_der),
+        nb = date(ca.not_before),
+        na = date(ca.not_after),
+        key_id = key_id.join(":"),
+        pem = pem_encode("CERTIFICATE", ca_der),
     )
-}
-
-/// Minimal DER writer for the few structures we emit.
-mod der {
-    use rcgen::KeyPair;
-
-    const OID_CN: &[u8] = &[0x06, 0x03, 0x55, 0x04, 0x03];
-    const OID_BASIC_CONSTRAINTS: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x13];
-    const OID_ECDSA_SHA256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
-    const OID_RSA_SHA256: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b];
-    const NULL: &[u8] = &[0x05, 0x00];
-
-    pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(content.len() + 6);
-        out.push(tag);
-        let n = content.len();
-        if n < 0x80 {
-            out.push(n as u8);
-        } else {
-            let bytes = n.to_be_bytes();
-            let skip = bytes.iter().take_while(|b| **b == 0).count();
-            out.push(0x80 | (bytes.len() - skip) as u8);
-            out.extend_from_slice(&bytes[skip..]);
-        }
-        out.extend_from_slice(content);
-        out
-    }
-
-    pub fn seq(parts: &[&[u8]]) -> Vec<u8> {
-        tlv(0x30, &parts.concat())
-    }
-
-    /// Non-negative INTEGER, minimal encoding.
-    pub fn uint(v: u64) -> Vec<u8> {
-        let bytes = v.to_be_bytes();
-        let mut s: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
-        if s.first().is_none_or(|b| b & 0x80 != 0) {
-            s.insert(0, 0);
-        }
-        tlv(0x02, &s)
-    }
-
-    /// `CN=<cn>` as NSS writes it: one RDN, PrintableString (UTF8String if the
-    /// text is not printable-string safe).
-    pub fn name_cn(cn: &str) -> Vec<u8> {
-        let printable = cn.bytes().all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b));
-        let value = tlv(if printable { 0x13 } else { 0x0c }, cn.as_bytes());
-        seq(&[&tlv(0x31, &seq(&[OID_CN, &value]))])
-    }
-
-    /// basicConstraints, critical, CA:true, pathLenConstraint 0.
-    pub fn basic_constraints_ca_pathlen0() -> Vec<u8> {
-        let value = seq(&[&tlv(0x01, &[0xff]), &uint(0)]);
-        seq(&[OID_BASIC_CONSTRAINTS, &tlv(0x01, &[0xff]), &tlv(0x04, &value)])
-    }
-
-    /// AlgorithmIdentifier for signatures made with `key`.
-    pub fn signature_algorithm(key: &KeyPair) -> Option<Vec<u8>> {
-        let alg = key.algorithm();
-        if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
-            Some(seq(&[OID_ECDSA_SHA256]))
-        } else if alg == &rcgen::PKCS_RSA_SHA256 {
-            Some(seq(&[OID_RSA_SHA256, NULL]))
-        } else {
-            None
-        }
-    }
-
-    /// UTCTime up to 2049, GeneralizedTime after (RFC 5280 §4.1.2.5).
-    pub fn time(unix: i64) -> Vec<u8> {
-        let (y, mo, d, h, mi, s) = super::time::civil(unix);
-        if (1950..2050).contains(&y) {
-            tlv(0x17, format!("{:02}{:02}{:02}{:02}{:02}{:02}Z", y % 100, mo, d, h, mi, s).as_bytes())
-        } else {
-            tlv(0x18, format!("{:04}{:02}{:02}{:02}{:02}{:02}Z", y, mo, d, h, mi, s).as_bytes())
-        }
-    }
-}
-
-/// Calendar arithmetic on Unix seconds (proleptic Gregorian, UTC).
-mod time {
-    /// Days since 1970-01-01 of a civil date; days past the month's end roll over.
-    fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let mp = i64::from((m + 9) % 12);
-        let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
-    }
-
-    fn civil_from_days(z: i64) -> (i64, u32, u32) {
-        let z = z + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let y = yoe + era * 400;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        (if m <= 2 { y + 1 } else { y }, m, d)
-    }
-
-    /// (year, month, day, hour, minute, second).
-    pub fn civil(unix: i64) -> (i64, u32, u32, u32, u32, u32) {
-        let days = unix.div_euclid(86_400);
-        let secs = unix.rem_euclid(86_400) as u32;
-        let (y, m, d) = civil_from_days(days);
-        (y, m, d, secs / 3600, secs / 60 % 60, secs % 60)
-    }
-
-    /// Same day and time `months` later (a day that does not exist rolls over
-    /// into the next month, e.g. 29 Feb + 1200 months in a non-leap year = 1 Mar).
-    pub fn add_months(unix: i64, months: i64) -> i64 {
-        let days = unix.div_euclid(86_400);
-        let secs = unix.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
-        let total = y * 12 + i64::from(m - 1) + months;
-        let (ny, nm) = (total.div_euclid(12), total.rem_euclid(12) as u32 + 1);
-        days_from_civil(ny, nm, d) * 86_400 + secs
-    }
-
-    pub fn display(unix: i64) -> String {
-        let (y, mo, d, h, mi, s) = civil(unix);
-        format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC", y, mo, d, h, mi, s)
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn civil_round_trip_and_known_dates() {
-            assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
-            // 2026-11-22 03:31:35 UTC (the reference CA's notBefore)
-            assert_eq!(civil(1_795_318_295), (2026, 11, 22, 3, 31, 35));
-            for days in [-800_000i64, -1, 0, 59, 60, 365, 11_016, 47_482, 2_932_896] {
-                let (y, m, d) = civil_from_days(days);
-                assert_eq!(days_from_civil(y, m, d), days);
-            }
-        }
-
-        #[test]
-        fn hundred_years_later() {
-            let t = 1_795_318_295;
-            assert_eq!(civil(add_months(t, 1200)), (2126, 11, 22, 3, 31, 35));
-            // 2000-02-29 + 100 years: 2100 is not a leap year -> 1 March.
-            let leap = days_from_civil(2000, 2, 29) * 86_400;
-            assert_eq!(civil(add_months(leap, 1200)), (2100, 3, 1, 0, 0, 0));
-        }
-    }
-}
-
-/// PEM and base64, enough for our files, NSS exports and `certutil -R -a` requests.
-pub(crate) mod pem {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub fn encode(label: &str, der: &[u8]) -> String {
-        let b64 = base64_encode(der);
-        let mut out = format!("-----BEGIN {}-----\n", label);
-        for chunk in b64.as_bytes().chunks(64) {
-            // Chunks of an ASCII string are ASCII.
-            out.push_str(&String::from_utf8_lossy(chunk));
-            out.push('\n');
-        }
-        out.push_str(&format!("-----END {}-----\n", label));
-        out
-    }
-
-    /// The first block whose label is one of `labels`, decoded. `None` when there
-    /// is none; text around the block is ignored (the CA export has a header).
-    pub fn decode(data: &[u8], labels: &[&str]) -> Option<Result<Vec<u8>, String>> {
-        let mut lines = data.split(|b| *b == b'\n').map(trim);
-        while let Some(line) = lines.next() {
-            let Some(label) = labels.iter().find(|l| is_armour(line, "BEGIN", l)) else {
-                continue;
-            };
-            let mut body = Vec::new();
-            for inner in lines.by_ref() {
-                if is_armour(inner, "END", label) {
-                    return Some(base64_decode(&body).map_err(|e| format!("bad PEM {} block: {}", label, e)));
-                }
-                body.extend_from_slice(inner);
-            }
-            return Some(Err(format!("PEM {} block has no END line", label)));
-        }
-        None
-    }
-
-    fn trim(line: &[u8]) -> &[u8] {
-        let start = line.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(line.len());
-        let end = line.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |p| p + 1);
-        &line[start..end.max(start)]
-    }
-
-    fn is_armour(line: &[u8], kind: &str, label: &str) -> bool {
-        line == format!("-----{} {}-----", kind, label).as_bytes()
-    }
-
-    pub fn base64_encode(data: &[u8]) -> String {
-        let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-        for chunk in data.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    pub fn base64_decode(text: &[u8]) -> Result<Vec<u8>, String> {
-        let mut out = Vec::with_capacity(text.len() / 4 * 3);
-        let mut acc: u32 = 0;
-        let mut bits = 0;
-        let mut padding = 0;
-        for &c in text {
-            let v = match c {
-                b'A'..=b'Z' => c - b'A',
-                b'a'..=b'z' => c - b'a' + 26,
-                b'0'..=b'9' => c - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                b'=' => {
-                    padding += 1;
-                    continue;
-                }
-                c if c.is_ascii_whitespace() => continue,
-                c => return Err(format!("invalid base64 character {:?}", c as char)),
-            };
-            if padding > 0 {
-                return Err("base64 data after padding".into());
-            }
-            acc = (acc << 6) | u32::from(v);
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                out.push((acc >> bits) as u8);
-                acc &= (1 << bits) - 1;
-            }
-        }
-        if padding > 2 || bits >= 6 {
-            return Err("truncated base64 data".into());
-        }
-        Ok(out)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use x509_parser::der_parser::asn1_rs::Tag;
     use x509_parser::prelude::ParsedExtension;
 
     /// `qdevice-net-node.crq` written by the real `corosync-qdevice-net-certutil -r
-    /// -n labcluster` (NSS 3.87): DER PKCS#10, RSA 2048, SHA-256.
-    const REAL_CRQ_B64: &str = "\
+    /// -n labcluster` (NSS 3.87): DER PKCS#10, RSA 2048, SHA-256, here in PEM armour.
+    const REAL_CRQ_PEM: &str = "-----BEGIN CERTIFICATE REQUEST-----
 MIICWjCCAUICAQAwFTETMBEGA1UEAxMKbGFiY2x1c3RlcjCCASIwDQYJKoZIhvcN
 AQEBBQADggEPADCCAQoCggEBAL+xB2MNk2HIS0FAl8ezLmPulLHrNkhFaoamil+4
 cACAgp7V2ZtqcfO+JOtqG/4ZhnB65+D2Va0Ymj/4+V7lEFxaNKvHytYGWfCy1Xzq
@@ -1077,10 +900,12 @@ fnclh/yyAaYHSAs1vyit4SfdCOPPb885D6AbOmIkYbeiOVtW+VRzunKPg5HJXZ6Q
 kCedlX7xwJvDRFd8AsOfH/9fAO0y62IweicSnmxKc6YuyTialAc7rBNiRrHga4XX
 fNVsR29UnkboS1wWTVybn10clvy7q9kA0Y5ujFDJv4acgHV82/i7+jFoekbA97BR
 Xg9t8azxX0yp1tdpyav1hK4OqUjxyJbNYxmd/LHoJiN8xNa+QXalxdDNS7z3vxsL
-qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
+qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd
+-----END CERTIFICATE REQUEST-----
+";
 
     fn real_crq() -> Vec<u8> {
-        pem::base64_decode(REAL_CRQ_B64.as_bytes()).expect("test constant")
+        pem::parse(REAL_CRQ_PEM).expect("test constant").into_contents()
     }
 
     struct TempDir(PathBuf);
@@ -1164,38 +989,51 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         assert_eq!(ca.issuer().to_string(), "CN=QNet CA");
         assert_eq!(srv.subject().to_string(), "CN=Qnetd Server");
         assert_eq!(srv.issuer().as_raw(), ca.subject().as_raw());
-        // PrintableString CN, as NSS writes.
-        assert_eq!(ca.subject().as_raw(), der::name_cn("QNet CA").as_slice());
-        assert_eq!(der::name_cn("QNet CA")[11], 0x13);
-        // CA: exactly one extension, critical basicConstraints CA:true pathlen 0.
-        assert_eq!(ca.extensions().len(), 1);
-        let ext = &ca.extensions()[0];
-        assert!(ext.critical);
-        match ext.parsed_extension() {
-            ParsedExtension::BasicConstraints(bc) => {
-                assert!(bc.ca);
-                assert_eq!(bc.path_len_constraint, Some(0));
-            }
-            other => panic!("unexpected extension {:?}", other),
+        // One PrintableString CN in every name, as NSS writes.
+        for name in [ca.subject(), ca.issuer(), srv.subject(), srv.issuer()] {
+            let attrs: Vec<_> = name.iter_attributes().collect();
+            assert_eq!(attrs.len(), 1, "{}", name);
+            assert_eq!(attrs[0].attr_value().header.tag(), Tag::PrintableString, "{}", name);
         }
+        // CA: critical basicConstraints CA:true pathlen 0, and the non-critical
+        // subjectKeyIdentifier rcgen always writes into a CA; nothing else.
+        assert_eq!(ca.extensions().len(), 2);
+        for ext in ca.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::BasicConstraints(bc) => {
+                    assert!(ext.critical);
+                    assert!(bc.ca);
+                    assert_eq!(bc.path_len_constraint, Some(0));
+                }
+                ParsedExtension::SubjectKeyIdentifier(id) => {
+                    assert!(!ext.critical);
+                    assert_eq!(id.0.len(), 20);
+                }
+                other => panic!("unexpected extension {:?}", other),
+            }
+        }
+        // Server: none at all (no authority key identifier either).
         assert!(srv.extensions().is_empty());
         ca.verify_signature(None).unwrap();
         srv.verify_signature(Some(ca.public_key())).unwrap();
-        // 1200 months.
-        let years = |c: &X509Certificate| {
-            let nb = time::civil(c.validity().not_before.timestamp()).0;
-            let na = time::civil(c.validity().not_after.timestamp()).0;
-            na - nb
-        };
-        assert_eq!(years(&ca), 100);
-        assert_eq!(years(&srv), 100);
+        // 1200 months, from now.
+        for c in [&ca, &srv] {
+            let (nb, na) = (c.validity().not_before.to_datetime(), c.validity().not_after.to_datetime());
+            assert_eq!(add_months(nb, 1200), Some(na));
+            assert_eq!(na.year() - nb.year(), 100);
+            assert!((OffsetDateTime::now_utc() - nb).whole_seconds().abs() < 3600);
+        }
         let (ca_exp, srv_exp) = cert_expiry(&dir).unwrap();
         assert_eq!(ca_exp, ca.validity().not_after.timestamp());
         assert_eq!(srv_exp, srv.validity().not_after.timestamp());
         // The export: text first, then the CA as PEM.
         let export = fs::read(dir.join(CA_EXPORT_FILE)).unwrap();
         assert!(export.starts_with(b"Certificate:\n"));
-        assert_eq!(pem::decode(&export, &["CERTIFICATE"]).unwrap().unwrap(), id.ca_cert_der);
+        let text = String::from_utf8(export.clone()).unwrap();
+        assert!(text.contains("Serial Number: 101 (0x65)\n"), "{}", text);
+        let year = ca.validity().not_after.to_datetime().year();
+        assert!(text.lines().any(|l| l.contains("Not After : ") && l.ends_with(&year.to_string())), "{}", text);
+        assert_eq!(pem_decode(&export, &["CERTIFICATE"]).unwrap().unwrap(), id.ca_cert_der);
         // Server names as the session will see them.
         let names = cert_names(&id.server_cert_der).unwrap();
         assert_eq!(names.common_names, vec!["Qnetd Server".to_string()]);
@@ -1255,8 +1093,8 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         let crq = real_crq();
         let (_, req) = X509CertificationRequest::from_der(&crq).unwrap();
 
-        let new_armour = pem::encode("NEW CERTIFICATE REQUEST", &crq).replace('\n', "\r\n");
-        let plain_armour = format!("some text first\n{}", pem::encode("CERTIFICATE REQUEST", &crq));
+        let new_armour = pem_encode("NEW CERTIFICATE REQUEST", &crq).replace('\n', "\r\n");
+        let plain_armour = format!("some text first\n{}", pem_encode("CERTIFICATE REQUEST", &crq));
         for (name, input) in
             [("der", crq.clone()), ("new", new_armour.into_bytes()), ("plain", plain_armour.into_bytes())]
         {
@@ -1302,7 +1140,7 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
             ("subject", bad_subject),
             ("garbage", b"hello".to_vec()),
             ("truncated", good[..good.len() - 10].to_vec()),
-            ("pem-without-request", pem::encode("CERTIFICATE", &good).into_bytes()),
+            ("pem-without-request", pem_encode("CERTIFICATE", &good).into_bytes()),
         ] {
             match sign_request(&dir, &input, "x", true) {
                 Err(e @ PkiError::BadRequest { .. }) => {
@@ -1317,6 +1155,38 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
         // Nothing was consumed from the serial sequence.
         assert_eq!(fs::read_to_string(dir.join(SERIAL_FILE)).unwrap(), "102\n");
         assert!(matches!(sign_request(&dir, &good, "a/b", true), Err(PkiError::BadClusterName { .. })));
+    }
+
+    /// Made with `openssl req -new -subj "/OU=a/OU=b/CN=dup"` (ECDSA P-256): valid,
+    /// but rcgen keeps one value per attribute type, so it would drop `OU=a`.
+    const REPEATED_OU_CSR: &str = "-----BEGIN CERTIFICATE REQUEST-----
+MIHiMIGIAgEAMCYxCjAIBgNVBAsMAWExCjAIBgNVBAsMAWIxDDAKBgNVBAMMA2R1
+cDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABJlin8jXO5skXdWWqo/fsS0ukyJV
+YszrCQygQXsqvb9AHd83/PQXrNm5eiT0wVpk5mvszwb1hZcLMEaau445VMOgADAK
+BggqhkjOPQQDAgNJADBGAiEAxbuDCfRFITqetlo5gAdUgJpMHrTUzeme+fgF+EMc
+eAECIQDwLHMH3StdXQt21gn7MlQ4QFLYJVd4Zb+c3G3GGtTN/A==
+-----END CERTIFICATE REQUEST-----
+";
+
+    #[test]
+    fn a_subject_rcgen_cannot_reproduce_is_refused_without_using_a_serial() {
+        let t = TempDir::new("dupou");
+        let dir = t.store();
+        init(&dir, true).unwrap();
+        match sign_request(&dir, REPEATED_OU_CSR.as_bytes(), "dup", true) {
+            Err(e @ PkiError::BadRequest { .. }) => {
+                assert_eq!(
+                    e.to_string(),
+                    "certificate request rejected: its subject cannot be copied exactly into a certificate"
+                )
+            }
+            other => panic!("expected BadRequest, got {:?}", other),
+        }
+        assert!(!dir.join("cluster-dup.crt").exists());
+        assert_eq!(fs::read_to_string(dir.join(SERIAL_FILE)).unwrap(), "102\n");
+        // The next good request gets the next serial.
+        let p = sign_request(&dir, &real_crq(), "labcluster", true).unwrap();
+        assert_eq!(serial_of(&fs::read(p).unwrap()), 103);
     }
 
     #[test]
@@ -1441,38 +1311,38 @@ qN61dSVa9mL1qv4jDJm4LSzW7Y2RpOIXHTRB2sEd";
     }
 
     #[test]
-    fn base64_round_trips_and_rejects_garbage() {
-        for len in 0..70usize {
-            let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-            let enc = pem::base64_encode(&data);
-            assert_eq!(enc.len() % 4, 0);
-            assert_eq!(pem::base64_decode(enc.as_bytes()).unwrap(), data);
-        }
-        assert_eq!(pem::base64_encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(pem::base64_encode(b"fo"), "Zm8=");
-        assert!(pem::base64_decode(b"Zm9v!mFy").is_err());
-        assert!(pem::base64_decode(b"Zm8=Zm8=").is_err());
-        assert!(pem::base64_decode(b"Z").is_err());
-        let block = pem::encode("X", &[1, 2, 3]);
-        assert_eq!(block, "-----BEGIN X-----\nAQID\n-----END X-----\n");
-        assert!(matches!(pem::decode(b"-----BEGIN X-----\nAQID\n", &["X"]), Some(Err(_))));
-        assert!(pem::decode(b"nothing", &["X"]).is_none());
+    fn pem_blocks_are_found_among_text_and_round_trip() {
+        let der: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
+        let block = pem_encode("CERTIFICATE", &der);
+        assert!(block.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(block.ends_with("\n-----END CERTIFICATE-----\n"));
+        assert!(block.lines().all(|l| l.len() <= 64) && !block.contains('\r'));
+        let mixed = format!("Certificate:\n  text\n{}{}", pem_encode("OTHER", b"x"), block.replace('\n', "\r\n"));
+        assert_eq!(pem_decode(mixed.as_bytes(), &["CERTIFICATE"]).unwrap(), Some(der));
+        assert_eq!(pem_decode(mixed.as_bytes(), &["PRIVATE KEY"]).unwrap(), None);
+        assert_eq!(pem_decode(b"no armour at all", &["CERTIFICATE"]).unwrap(), None);
+        assert!(pem_decode(b"-----BEGIN X-----\nAQ!D\n-----END X-----\n", &["X"]).is_err());
+        assert!(pem_decode(b"-----BEGIN X-----\nAQID\n-----END Y-----\n", &["X"]).is_err());
+        // The constant decodes to the 606-byte file the C tool wrote.
+        assert_eq!(real_crq().len(), 606);
     }
 
     #[test]
-    fn der_integers_are_minimal_and_positive() {
-        assert_eq!(der::uint(0), vec![2, 1, 0]);
-        assert_eq!(der::uint(101), vec![2, 1, 101]);
-        assert_eq!(der::uint(128), vec![2, 2, 0, 128]);
-        assert_eq!(der::uint(0x1234), vec![2, 2, 0x12, 0x34]);
-        assert_eq!(der::tlv(4, &[0u8; 200])[..3], [4, 0x81, 200]);
-        assert_eq!(der::tlv(4, &[0u8; 300])[..4], [4, 0x82, 1, 44]);
-        assert_eq!(
-            der::basic_constraints_ca_pathlen0(),
-            [
-                0x30, 0x12, 0x06, 0x03, 0x55, 0x1d, 0x13, 0x01, 0x01, 0xff, 0x04, 0x08, 0x30, 0x06, 0x01, 0x01, 0xff,
-                0x02, 0x01, 0x00
-            ]
-        );
+    fn validity_end_is_the_same_time_1200_months_later() {
+        let t = |y, m, d, h, mi, sec| {
+            Date::from_calendar_date(y, Month::try_from(m).unwrap(), d)
+                .unwrap()
+                .with_hms(h, mi, sec)
+                .unwrap()
+                .assume_utc()
+        };
+        // The reference CA's notBefore and notAfter.
+        assert_eq!(add_months(t(2026, 11, 22, 3, 31, 35), 1200), Some(t(2126, 11, 22, 3, 31, 35)));
+        // 2100 is not a leap year: 29 February rolls over to 1 March.
+        assert_eq!(add_months(t(2000, 2, 29, 0, 0, 0), 1200), Some(t(2100, 3, 1, 0, 0, 0)));
+        assert_eq!(add_months(t(2025, 1, 31, 12, 0, 0), 1), Some(t(2025, 3, 3, 12, 0, 0)));
+        assert_eq!(add_months(t(2025, 12, 15, 0, 0, 1), 1), Some(t(2026, 1, 15, 0, 0, 1)));
+        assert_eq!(add_months(t(2025, 1, 15, 0, 0, 0), -13), Some(t(2023, 12, 15, 0, 0, 0)));
+        assert_eq!(add_months(t(9999, 12, 1, 0, 0, 0), 1), None);
     }
 }

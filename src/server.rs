@@ -676,7 +676,7 @@ async fn ipc_client(shared: &SharedRef, rt: &Runtime, mut stream: Async<UnixStre
             max_client_send_size: settings.max_client_send_size,
             max_client_receive_size: settings.max_client_receive_size,
             seconds_without_clients: core.no_clients_since.map(|t| now.saturating_sub(t) / 1000),
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: env!("QNETD_BUILD_INFO").to_string(),
             uptime_seconds: now / 1000,
         };
         let clusters = sh.inst.cluster_list();

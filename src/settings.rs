@@ -157,7 +157,7 @@ pub fn version_text() -> String {
         "Corosync Qdevice Network Daemon, version '{}'\n\n\
          Supported algorithms: Test (0), Fifty-Fifty split (1), 2 Node LMS (2), LMS (3)\n\
          Supported message types: Preinit (0), Preinit reply (1), StartTLS (2), Init (3), Init reply (4), Server error (5), Set option (6), Set option reply (7), Echo request (8), Echo reply (9), Node list (10), Node list reply (11), Ask for vote (12), Ask for vote reply (13), Vote info (14), Vote info reply (15), Heuristics change (16), Heuristics change reply (17)\n",
-        env!("CARGO_PKG_VERSION")
+        env!("QNETD_BUILD_INFO")
     )
 }
 
@@ -810,5 +810,45 @@ mod tests {
         assert_eq!(strtoll("-", 10), None);
         assert_eq!(strtoll("0777", 8), Some(0o777));
         assert_eq!(strtoll("08", 8), None);
+    }
+}
+
+/// Where the friendly `qnetd run` / `qnetd tool` / `qnetd health` / `qnetd certutil`
+/// keep their state when not told otherwise.
+///
+/// The `corosync-qnetd*` names keep the C paths (`/etc/corosync/qnetd/nssdb`,
+/// `/var/run/corosync-qnetd/...`) because scripts and pcs expect them. The friendly
+/// spelling must start on any machine with no arguments, including one where
+/// Debian's corosync-qnetd package already put an NSS database at the C path (we
+/// never take that over silently), and as an ordinary user. So it owns its own
+/// place: `/var/lib/qnetd` and `/run/qnetd` for root, the XDG state and runtime
+/// directories otherwise. `QNETD_DATA_DIR` overrides the data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FriendlyPaths {
+    pub data_dir: PathBuf,
+    pub lock_file: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl FriendlyPaths {
+    pub fn from_env() -> FriendlyPaths {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        let (state, runtime) = if root {
+            (PathBuf::from("/var/lib/qnetd"), PathBuf::from("/run/qnetd"))
+        } else {
+            let state = var("XDG_STATE_HOME")
+                .or_else(|| var("HOME").map(|h| h.join(".local/state")))
+                .unwrap_or_else(std::env::temp_dir)
+                .join("qnetd");
+            let runtime = var("XDG_RUNTIME_DIR").map(|r| r.join("qnetd")).unwrap_or_else(|| state.clone());
+            (state, runtime)
+        };
+        FriendlyPaths {
+            data_dir: var("QNETD_DATA_DIR").unwrap_or(state),
+            lock_file: runtime.join("qnetd.pid"),
+            socket: runtime.join("qnetd.sock"),
+        }
     }
 }

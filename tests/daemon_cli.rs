@@ -150,5 +150,9 @@ fn qnetd_run_reports_bad_values_and_version() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "qnetd run: tls must be one of on, off, req\n");
     let out = Command::new(common::qnetd_bin()).arg("--version").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("qnetd {}\n", env!("CARGO_PKG_VERSION")));
+    // build.rs stamps version, revision and target: "qnetd 0.1.0 (<rev>, <target>)".
+    let v = String::from_utf8_lossy(&out.stdout).into_owned();
+    let prefix = format!("qnetd {} (", env!("CARGO_PKG_VERSION"));
+    assert!(v.starts_with(&prefix) && v.ends_with(")\n"), "{v:?}");
+    assert!(v.contains(std::env::consts::ARCH), "target in {v:?}");
 }
