@@ -16,9 +16,9 @@
 #             by then is reported as a lower bound, and later phases run with
 #             the clients that got in (the table says "at N").
 #   --keep    keep the work directory (keys, stores, server logs)
-# Env: QNETD_BIN=path  measure this qnetd binary (default: a static musl build made
-#                      here with cargo zigbuild if zig is installed, else the
-#                      host build target/release/qnetd)
+# Env: QNETD_BIN=path  measure this qnetd binary (default: the static x86_64 build
+#                      of scripts/build-static.sh if its toolchain is installed,
+#                      else the host build target/release/qnetd)
 #
 # Needs root: the C corosync-qnetd-certutil has the fixed store path
 # /etc/corosync/qnetd/nssdb, so it runs in a private mount namespace
@@ -73,21 +73,24 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+out=$repo/target/bench
+mkdir -p "$out"
 log "building (release)"
 nice -n 10 cargo build -q --release --bin qnetd --bin qnetd-bench
 bench=$repo/target/release/qnetd-bench
-# What we measure is what ships: the static musl binary, when the zig toolchain
-# of scripts/build-static.sh is here; else the host (glibc) build, which maps
-# libc.so and so starts with ~1.7 MB more RSS (file-backed, shared pages).
+# What we measure is what ships: the static musl binary of scripts/build-static.sh
+# (same flags as the release), when its zig toolchain is installed (the script's
+# --setup-only installs it); else the host (glibc) build, which maps libc.so and
+# so starts with ~1.7 MB more RSS (file-backed pages shared with other programs).
 if [ -n "${QNETD_BIN:-}" ]; then
     ours_bin=$QNETD_BIN
-elif command -v cargo-zigbuild >/dev/null && python3 -m ziglang version >/dev/null 2>&1 \
-    && rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
-    log "building the static x86_64 musl binary (cargo zigbuild)"
-    nice -n 10 cargo zigbuild -q --release --target x86_64-unknown-linux-musl --bin qnetd
-    ours_bin=$repo/target/x86_64-unknown-linux-musl/release/qnetd
+elif [ -x scripts/build-static.sh ] && command -v cargo-zigbuild >/dev/null \
+    && python3 -m ziglang version >/dev/null 2>&1 \
+    && QNETD_SKIP_SETUP=1 scripts/build-static.sh x86_64-unknown-linux-musl >"$out/build-static.log" 2>&1; then
+    log "measuring the static x86_64 musl binary (scripts/build-static.sh)"
+    ours_bin=$repo/target/dist/linux-amd64/qnetd
 else
-    log "no zig toolchain: measuring the host (glibc) build instead of the static one"
+    log "no static build (zig toolchain missing or build failed, see $out/build-static.log): measuring the host build"
     ours_bin=$repo/target/release/qnetd
 fi
 ours_bin=$(readlink -f "$ours_bin")
@@ -96,8 +99,7 @@ ours_bin=$(readlink -f "$ours_bin")
 work=$(mktemp -d /tmp/qnetd-bench.XXXXXX)
 cleanup() { [ -n "$keep" ] || rm -rf "$work"; }
 trap cleanup EXIT
-out=$repo/target/bench
-mkdir -p "$out" "$work/bin" "$work/ours/run" "$work/c/etc" "$work/c/run"
+mkdir -p "$work/bin" "$work/ours/run" "$work/c/etc" "$work/c/run"
 # The multi-call binary takes the C programs' names (and their flags).
 ln -s "$ours_bin" "$work/bin/corosync-qnetd"
 ln -s "$ours_bin" "$work/bin/corosync-qnetd-certutil"
@@ -165,7 +167,7 @@ probe_c=$(probe C "$cdb" corosync-qnetd "$work/c" || true)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 {
     echo "Measured on: $cpu, $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, kernel $(uname -r), load average before the runs $load"
-    echo "ours: qnetd $("$ours_bin" --version 2>/dev/null | awk '{print $2}') ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), $(file -b "$ours_bin" | cut -d, -f1-2 | sed 's/ELF 64-bit LSB //'), built by $(rustc --version | cut -d' ' -f1-2)"
+    echo "ours: $("$ours_bin" --version 2>/dev/null | head -n1), $(file -b "$ours_bin" | cut -d, -f1-2,4 | sed 's/ELF 64-bit LSB //'), built by $(rustc --version | cut -d' ' -f1-2)"
     echo "C: corosync-qnetd $(dpkg-query -W -f='${Version}' corosync-qnetd), NSS $(dpkg-query -W -f='${Version}' libnss3)"
     echo "Load: $clusters clusters x $nodes nodes = $clients clients (ffsplit, TLS 1.3 with client certificates: ECDSA P-256 client keys), all on 127.0.0.1"
     echo
