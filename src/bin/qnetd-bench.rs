@@ -1484,7 +1484,12 @@ fn report(a: &ReportArgs) -> Result<(), String> {
                 None => format!("{text}: ?"),
             },
         };
-        let ratio = ratio.map(|r| format!("{}{r:.2}", if upper { "< " } else { "" })).unwrap_or_else(|| "-".into());
+        let ratio = ratio
+            .map(|r| {
+                let d = if r < 0.01 { 3 } else { 2 };
+                format!("{}{r:.d$}", if upper { "< " } else { "" })
+            })
+            .unwrap_or_else(|| "-".into());
         let _ = writeln!(out, "| {label} | {} | {} | {ratio} | {verdict} |", fmt(&o, d), fmt(&cv, d));
     }
     if bounded {
