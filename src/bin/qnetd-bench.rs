@@ -10,7 +10,16 @@
 //! * `run`: start the server (a shell command), drive the phases below, write
 //!   `key=value` results.
 //! * `report`: print two result files side by side with ratios and targets.
+//! * `probe`: check that a server survives a node leaving while the only other
+//!   connected node of its cluster has done INIT but sent no node list yet (the
+//!   C qnetd 3.0.3 segfaults there; see BENCHMARKS.md).
 //! * `free-port`: print a free TCP port on 127.0.0.1.
+//!
+//! Connect phases keep at most `--connect-window` clients between TCP connect
+//! and INIT_REPLY, and end after `--phase-timeout-s`: clients not in by then
+//! leave the run (before their next attempt, never by resetting a connection
+//! that got in) and later phases use the ones that did; the results say how
+//! many.
 //!
 //! Phases of `run`, all against one server process (restarted once):
 //! 1. idle RSS;
@@ -26,7 +35,7 @@
 //!    VOTE_INFO for its new ring (ACK or NACK, so a split's winners include the
 //!    NACK round trip of the losers, as ffsplit's two phases demand);
 //! 6. the server is stopped (SIGTERM) and started again; when its port accepts,
-//!    every client reconnects at once (the reconnect storm).
+//!    every (remaining) client reconnects at once (the reconnect storm).
 //!
 //! The generator is one thread (a smol `LocalExecutor`), so on a 2-core machine
 //! it leaves the other core to the (single-threaded) server. Each node is one
