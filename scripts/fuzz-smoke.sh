@@ -5,26 +5,48 @@
 #   scripts/fuzz-smoke.sh frame_decode  # only the named targets
 #
 # Environment:
-#   FUZZ_SECONDS    fuzzing time per target, build time excluded (default 30)
+#   FUZZ_RUNS       inputs tried per target (default 500000; -1 = no limit)
+#   FUZZ_SEED       libFuzzer seed (default 1; 0 = random, i.e. explore)
+#   FUZZ_SECONDS    time cap per target, build time excluded (default 60)
 #   FUZZ_TOOLCHAIN  rustup toolchain to use (default: nightly if installed, else the
 #                   default toolchain with RUSTC_BOOTSTRAP=1, which cargo-fuzz needs
 #                   for -Zsanitizer)
 #   FUZZ_NICE       niceness of the build and the run (default 10; the machine is shared)
 #
-# Installs cargo-fuzz if it is missing. Seeds in fuzz/seeds/<target>/ (committed)
-# are read on every run; new inputs go to fuzz/corpus/<target>/ (not committed).
+# With a fixed seed (the default) the run is reproducible: the same code and the
+# same committed seeds in fuzz/seeds/<target>/ give the same inputs here and in CI,
+# because new inputs go to a fresh temporary corpus. So CI cannot turn red on a
+# lucky draw; a crash it reports is reproducible with the same command. Exploring
+# for new crashes is a separate, longer run with FUZZ_SEED=0 (random), which keeps
+# its findings in fuzz/corpus/<target>/ (not committed); add every crash it finds
+# to fuzz/seeds/<target>/ so that every later run replays it.
 # Exits non-zero as soon as a target crashes, hangs (> 10 s on one input) or does
 # not build; the crashing input is left in fuzz/artifacts/<target>/.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 fuzz_dir=$root/fuzz
-seconds=${FUZZ_SECONDS:-30}
+seconds=${FUZZ_SECONDS:-60}
+runs=${FUZZ_RUNS:-500000}
+seed=${FUZZ_SEED:-1}
 niceness=${FUZZ_NICE:-10}
 
 case $seconds in
 '' | *[!0-9]*)
     echo "fuzz-smoke: FUZZ_SECONDS must be a whole number of seconds, not '$seconds'" >&2
+    exit 2
+    ;;
+esac
+case $runs in
+-1) ;;
+'' | *[!0-9]*)
+    echo "fuzz-smoke: FUZZ_RUNS must be a whole number or -1, not '$runs'" >&2
+    exit 2
+    ;;
+esac
+case $seed in
+'' | *[!0-9]*)
+    echo "fuzz-smoke: FUZZ_SEED must be a whole number (0 = random), not '$seed'" >&2
     exit 2
     ;;
 esac
@@ -76,16 +98,22 @@ for t in "${targets[@]}"; do
     nice -n "$niceness" cargo "${toolchain[@]}" fuzz build --debug-assertions "$t"
 done
 
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
 for t in "${targets[@]}"; do
-    corpus=("$fuzz_dir/corpus/$t")
+    if [[ $seed == 0 ]]; then
+        corpus=("$fuzz_dir/corpus/$t")
+    else
+        corpus=("$scratch/$t")
+    fi
     mkdir -p "${corpus[0]}"
     if [[ -d $fuzz_dir/seeds/$t ]]; then
         corpus+=("$fuzz_dir/seeds/$t")
     fi
-    echo "fuzz-smoke: running $t for ${seconds}s"
+    echo "fuzz-smoke: running $t (seed $seed, runs $runs, at most ${seconds}s)"
     start=$SECONDS
     if ! nice -n "$niceness" cargo "${toolchain[@]}" fuzz run --debug-assertions "$t" "${corpus[@]}" -- \
-        -max_total_time="$seconds" -timeout=10 -print_final_stats=1; then
+        -seed="$seed" -runs="$runs" -max_total_time="$seconds" -timeout=10 -print_final_stats=1; then
         echo "fuzz-smoke: FAILED: $t (crashing input in $fuzz_dir/artifacts/$t/)" >&2
         exit 1
     fi

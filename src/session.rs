@@ -821,6 +821,15 @@ impl Instance {
         if msg.kap.is_some() {
             reply.kap = Some(kap_now);
         }
+        if reply.seq.is_none() && reply.heartbeat_interval.is_none() && reply.kap.is_none() {
+            // Deliberate difference from C: a SET_OPTION with none of seq, heartbeat or
+            // KAP (only unknown options) makes the C qnetd send a SET_OPTION_REPLY with
+            // an empty body, which no decoder (its own client's included) accepts. We
+            // answer "required option missing" instead, so every frame we send decodes.
+            // Real clients always send seq, so they never see either reply.
+            self.queue(conn, server_error(None, ErrorCode::DoesntContainRequiredOption));
+            return;
+        }
         self.queue(conn, reply.encode());
     }
 
@@ -1668,6 +1677,11 @@ mod tests {
         k.kap = Some(false);
         let r = h.send(c, &k);
         assert_eq!((r[0].heartbeat_interval, r[0].kap), (None, Some(false)));
+        // Nothing but an unknown option: C would send an undecodable empty-bodied
+        // reply; we send SERVER_ERROR 7 (found by the `session` fuzz target).
+        h.raw(c, &hex("0006 00000006 00c8 0002 abcd"));
+        let out = h.drain_raw(c);
+        assert_eq!(out, vec![hex("0005 00000006 0006 0002 0007")]);
     }
 
     #[test]
