@@ -1014,4 +1014,27 @@ mod tests {
         assert_eq!(h.vote_info_reply(3, 2), vec![]);
         assert_eq!(h.vote_info_reply(4, 2).len(), 2);
     }
+
+    /// The scenario that crashes the C qnetd 3.0.3 (BENCHMARKS.md, "A crash in
+    /// the C qnetd"): node 1 holds the vote, node 2 has only INITed (no lists
+    /// yet), node 1 leaves. The leaving-node run finds node 2 alone with empty
+    /// lists, an exact 0:0 "split"; the lowest-id tie-breaker must not read the
+    /// empty config list, and node 2, which has told us nothing, gets no ACK.
+    #[test]
+    fn leaving_node_with_partner_that_only_inited_gives_no_vote() {
+        let mut h = Harness::new(ALGO_FFSPLIT);
+        h.add(1, ring(1, 5));
+        assert_eq!(h.config(1, &[1, 2], true), reply(vec![], AskLater));
+        // Alone with a 1:1 config, node 1 wins the 50:50 split on the lowest id.
+        assert_eq!(h.membership(1, ring(1, 6), &[1], Undefined), reply(vec![vi(1, 1, Ack, ring(1, 6))], NoChange));
+        assert_eq!(h.vote_info_reply(1, 1), vec![]);
+        h.add(2, ring(1, 6));
+        // Node 1 leaves: node 2 is told NACK, never ACK, and nothing panics.
+        assert_eq!(h.disconnect(1, false), vec![vi(2, 1, Nack, ring(1, 6))]);
+        assert_eq!(h.vote_info_reply(2, 1), vec![]);
+        // Once node 2 reports its lists it wins the 50:50 split: its partition has
+        // one client connected to qnetd, node 1's has none (before the tie-breaker).
+        assert_eq!(h.config(2, &[1, 2], true), reply(vec![], AskLater));
+        assert_eq!(h.membership(2, ring(2, 7), &[2], Undefined), reply(vec![vi(2, 2, Ack, ring(2, 7))], NoChange));
+    }
 }
