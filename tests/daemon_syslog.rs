@@ -15,20 +15,25 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use common::{spawn_logged, temp_dir, Log, Pki, WAIT};
 
-fn cannot_run() -> Option<String> {
+/// Why this test cannot run here, if it cannot. Under CI it must run.
+fn skip() -> bool {
     // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root: cannot mount over /dev/log".into());
-    }
-    match Command::new("unshare").args(["-m", "true"]).output() {
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!("unshare -m fails here: {}", String::from_utf8_lossy(&o.stderr).trim())),
-        Err(e) => Some(format!("unshare -m fails here: {e}")),
-    }
+    let why = if unsafe { libc::geteuid() } != 0 {
+        Some("not root: cannot mount over /dev/log".to_string())
+    } else {
+        match Command::new("unshare").args(["-m", "true"]).output() {
+            Ok(o) if o.status.success() => None,
+            Ok(o) => Some(format!("unshare -m fails here: {}", String::from_utf8_lossy(&o.stderr).trim())),
+            Err(e) => Some(format!("unshare -m fails here: {e}")),
+        }
+    };
+    let Some(why) = why else { return false };
+    assert!(std::env::var_os("CI").is_none(), "CI must run the syslog tests: {why}");
+    eprintln!("SKIPPED: {why}");
+    true
 }
 
 /// Run `program args` in a mount namespace whose `/dev/log` is the socket
@@ -68,113 +73,88 @@ fn run_args(dir: &Path, extra: &[&str]) -> Vec<OsString> {
     v
 }
 
-/// Receive datagrams until one contains `needle` or `timeout` passes.
-fn wait_datagram(sock: &UnixDatagram, seen: &mut Vec<String>, needle: &str, timeout: Duration) -> Option<String> {
-    let deadline = Instant::now() + timeout;
-    if let Some(m) = seen.iter().find(|m| m.contains(needle)) {
-        return Some(m.clone());
-    }
+/// One daemon run: started, stopped with SIGTERM, and every syslog datagram it sent.
+struct Run {
+    pid: u32,
+    exit: Option<i32>,
+    syslog: Vec<String>,
+}
+
+/// Start `program args` (see `spawn_with_dev_log`), wait for its listening line on
+/// stderr, stop it with SIGTERM. syslog(3) sends each line before returning, so
+/// once the process is gone every datagram it sent is already queued on our socket.
+fn run_once(dir: &Path, program: &Path, args: &[OsString]) -> Run {
+    let sock = UnixDatagram::bind(dir.join("log")).unwrap();
+    let (mut child, log) = spawn_with_dev_log(dir, program, args);
+    let started = log.wait_for("QNetd listening on", WAIT);
+    let pid = child.id();
+    // SAFETY: signalling our own child by its PID.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let exit = child.wait().unwrap().code();
+    assert!(started.is_some(), "daemon did not start; stderr:\n{}", log.text());
+    sock.set_nonblocking(true).unwrap();
     let mut buf = vec![0u8; 8192];
-    while Instant::now() < deadline {
-        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        if let Ok(n) = sock.recv(&mut buf) {
-            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
-            seen.push(m.clone());
-            if m.contains(needle) {
-                return Some(m);
-            }
-        }
+    let mut syslog = Vec::new();
+    while let Ok(n) = sock.recv(&mut buf) {
+        syslog.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
-    None
+    let _ = std::fs::remove_dir_all(dir);
+    Run { pid, exit, syslog }
+}
+
+impl Run {
+    fn line(&self, needle: &str) -> &str {
+        let found = self.syslog.iter().find(|l| l.contains(needle));
+        found.unwrap_or_else(|| panic!("no syslog line with {needle:?}; got {:?}", self.syslog))
+    }
+
+    /// <30> = facility daemon (3) * 8 + info (6); the ident carries the PID (LOG_PID).
+    fn assert_daemon_info_from_corosync_qnetd(&self, line: &str) {
+        assert!(line.starts_with("<30>"), "priority: {line}");
+        assert!(line.contains(&format!("corosync-qnetd[{}]: ", self.pid)), "ident and pid: {line}");
+    }
 }
 
 #[test]
 fn run_with_syslog_logs_start_and_stop_as_corosync_qnetd_facility_daemon() {
-    if let Some(why) = cannot_run() {
-        eprintln!("SKIPPED: {why}");
-        if std::env::var_os("CI").is_some() {
-            panic!("CI must run the syslog test: {why}");
-        }
+    if skip() {
         return;
     }
     let dir = temp_dir("syslog");
-    let pki = Pki::new("QNet CA");
-    pki.install(&dir.join("db"));
-    let log_path = dir.join("log");
-    let sock = UnixDatagram::bind(&log_path).unwrap();
-
-    let (mut child, log) = spawn_with_dev_log(&dir, Path::new(common::qnetd_bin()), &run_args(&dir, &["--syslog"]));
-    let started = log.wait_for("QNetd listening on", WAIT);
-    let pid = child.id();
-    let mut seen = Vec::new();
-    let listening = wait_datagram(&sock, &mut seen, "QNetd listening on", WAIT);
-    // SAFETY: signalling our own child by its PID.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let stopping = wait_datagram(&sock, &mut seen, "QNetd shutting down", WAIT);
-    let status = child.wait().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-
-    assert!(started.is_some(), "daemon did not start; stderr:\n{}", log.text());
-    let listening = listening.unwrap_or_else(|| panic!("no syslog line for the start; got {seen:?}"));
-    // <30> = facility daemon (3) * 8 + info (6); the ident carries the PID (LOG_PID).
-    assert!(listening.starts_with("<30>"), "priority: {listening}");
-    assert!(listening.contains(&format!("corosync-qnetd[{pid}]: ")), "ident and pid: {listening}");
-    assert!(stopping.is_some(), "no syslog line for the stop; got {seen:?}");
-    assert_eq!(status.code(), Some(0));
+    Pki::new("QNet CA").install(&dir.join("db"));
+    let r = run_once(&dir, Path::new(common::qnetd_bin()), &run_args(&dir, &["--syslog"]));
+    r.assert_daemon_info_from_corosync_qnetd(r.line("QNetd listening on"));
+    r.assert_daemon_info_from_corosync_qnetd(r.line("QNetd shutting down"));
+    assert_eq!(r.exit, Some(0));
 }
 
 #[test]
 fn run_without_syslog_flag_writes_nothing_there() {
-    if let Some(why) = cannot_run() {
-        eprintln!("SKIPPED: {why}");
+    if skip() {
         return;
     }
     let dir = temp_dir("nosyslog");
-    let log_path = dir.join("log");
-    let sock = UnixDatagram::bind(&log_path).unwrap();
-    let (mut child, log) = spawn_with_dev_log(&dir, Path::new(common::qnetd_bin()), &run_args(&dir, &["-s", "off"]));
-    let started = log.wait_for("QNetd listening on", WAIT);
-    let mut seen = Vec::new();
-    let got = wait_datagram(&sock, &mut seen, "", Duration::from_millis(500));
-    // SAFETY: signalling our own child by its PID.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(started.is_some(), "daemon did not start; stderr:\n{}", log.text());
-    assert_eq!(got, None, "`qnetd run` logs to syslog only with --syslog");
+    let r = run_once(&dir, Path::new(common::qnetd_bin()), &run_args(&dir, &["-s", "off"]));
+    assert_eq!(r.syslog, Vec::<String>::new(), "`qnetd run` logs to syslog only with --syslog");
+    assert_eq!(r.exit, Some(0));
 }
 
 /// Called as `corosync-qnetd`, the daemon logs to syslog without being asked,
 /// as the C daemon does (with `-f` as well as detached).
 #[test]
 fn corosync_qnetd_name_logs_to_syslog_by_default() {
-    if let Some(why) = cannot_run() {
-        eprintln!("SKIPPED: {why}");
-        if std::env::var_os("CI").is_some() {
-            panic!("CI must run the syslog test: {why}");
-        }
+    if skip() {
         return;
     }
     let dir = temp_dir("cname-syslog");
-    let sock = UnixDatagram::bind(dir.join("log")).unwrap();
     let link = dir.join("corosync-qnetd");
     std::os::unix::fs::symlink(common::qnetd_bin(), &link).unwrap();
     // The C command line has no port 0; take a free one.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
     let args: Vec<OsString> = ["-f", "-s", "off", "-l", "127.0.0.1", "-p", &port].map(OsString::from).into();
-    let (mut child, log) = spawn_with_dev_log(&dir, &link, &args);
-    let started = log.wait_for("QNetd listening on", WAIT);
-    let pid = child.id();
-    let mut seen = Vec::new();
-    let listening = wait_datagram(&sock, &mut seen, "QNetd listening on", WAIT);
-    // SAFETY: signalling our own child by its PID.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(started.is_some(), "daemon did not start; stderr:\n{}", log.text());
-    let listening = listening.unwrap_or_else(|| panic!("no syslog line for the start; got {seen:?}"));
-    assert!(listening.starts_with("<30>"), "priority: {listening}");
-    assert!(listening.contains(&format!("corosync-qnetd[{pid}]: ")), "ident and pid: {listening}");
+    let r = run_once(&dir, &link, &args);
+    let listening = r.line("QNetd listening on");
+    r.assert_daemon_info_from_corosync_qnetd(listening);
     assert!(listening.contains("/var/run/corosync-qnetd/corosync-qnetd.sock"), "C default paths: {listening}");
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(r.exit, Some(0));
 }
