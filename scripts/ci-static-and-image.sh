@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End to end, for CI: install the toolchain and podman stack (idempotent), build the
 # three static binaries, build the images + manifest list + OCI archive, run
+# the daemon integration tests against the static amd64 binary, run
 # scripts/container-test.sh (qemu checks, real container runs), print the size report.
 #
 # Ends with `ci-static-and-image: N passed, N failed, N skipped` (the sum of every
@@ -49,6 +50,13 @@ built=1
 for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf; do
     QNETD_SKIP_SETUP=1 step "build static $t" scripts/build-static.sh "$t" || built=
 done
+# The shipped binary (musl, static) must pass the daemon tests the glibc debug
+# build passes: TLS, lifecycle, syslog, the C command line, the real NSS tools.
+if [ -x "$QNETD_DIST/linux-amd64/qnetd" ]; then
+    QNETD_TEST_BIN=$QNETD_DIST/linux-amd64/qnetd step "daemon tests against the static amd64 binary" \
+        cargo test --locked --test daemon_tls --test daemon_lifecycle --test daemon_syslog \
+        --test daemon_cli --test certs_real_tools
+fi
 if [ -n "$built" ] && step "build images + manifest + OCI archive" scripts/build-image.sh; then
     # container-test counts its own checks; its exit code is already in them.
     t=$SECONDS

@@ -135,8 +135,12 @@ pub struct Daemon {
     exited: Option<ExitStatus>,
 }
 
+/// The binary under test: cargo's build of this tree, or the file named by
+/// `QNETD_TEST_BIN` (scripts/ci-static-and-image.sh points it at the static musl
+/// build, so the shipped binary passes the same daemon tests).
 pub fn qnetd_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_qnetd")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| std::env::var("QNETD_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_qnetd").to_string()))
 }
 
 /// Spawn `qnetd run` with stderr captured line by line.
