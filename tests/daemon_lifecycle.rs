@@ -3,7 +3,9 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -108,23 +110,23 @@ fn sd_notify_ready_is_sent() {
     let dir = temp_dir("notify");
     let notify_path = dir.join("notify.sock");
     let listener = UnixDatagram::bind(&notify_path).unwrap();
+    assert_eq!(notification(&dir, &listener, notify_path.as_os_str()).as_deref(), Some(&b"READY=1"[..]));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Start `qnetd run -s off` with NOTIFY_SOCKET=`notify_socket`, read the first
+/// datagram `listener` gets (bounded by WAIT), stop the daemon.
+fn notification(dir: &Path, listener: &UnixDatagram, notify_socket: &OsStr) -> Option<Vec<u8>> {
     listener.set_read_timeout(Some(WAIT)).unwrap();
-    let mut cmd = Command::new(common::qnetd_bin());
-    cmd.args(["run", "-s", "off", "-l", "127.0.0.1", "-p", "0", "--lock-file"])
-        .arg(dir.join("q.pid"))
-        .arg("--socket")
-        .arg(dir.join("q.sock"))
-        .env("NOTIFY_SOCKET", &notify_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+    let mut cmd = common::run_command(dir, &dir.join("q.pid"), &dir.join("q.sock"), &["-s", "off"]);
+    cmd.env("NOTIFY_SOCKET", notify_socket);
     let (mut child, _log) = spawn_logged(cmd);
     let mut buf = [0u8; 64];
     let n = listener.recv(&mut buf);
     // SAFETY: our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     child.wait().unwrap();
-    assert_eq!(&buf[..n.expect("no READY=1 received")], b"READY=1");
-    let _ = std::fs::remove_dir_all(dir);
+    n.ok().map(|n| buf[..n].to_vec())
 }
 
 #[test]
@@ -237,21 +239,7 @@ fn sd_notify_to_an_abstract_socket() {
     let name = format!("qnetd-test-notify-{}-{}", std::process::id(), dir.file_name().unwrap().to_string_lossy());
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
     let listener = UnixDatagram::bind_addr(&addr).unwrap();
-    listener.set_read_timeout(Some(WAIT)).unwrap();
-    let mut cmd = Command::new(common::qnetd_bin());
-    cmd.args(["run", "-s", "off", "-l", "127.0.0.1", "-p", "0", "--lock-file"])
-        .arg(dir.join("q.pid"))
-        .arg("--socket")
-        .arg(dir.join("q.sock"))
-        .env("NOTIFY_SOCKET", format!("@{name}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    let (mut child, _log) = spawn_logged(cmd);
-    let mut buf = [0u8; 64];
-    let n = listener.recv(&mut buf);
-    // SAFETY: our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    child.wait().unwrap();
-    assert_eq!(&buf[..n.expect("no READY=1 received")], b"READY=1");
+    let ready = notification(&dir, &listener, OsStr::new(&format!("@{name}")));
+    assert_eq!(ready.as_deref(), Some(&b"READY=1"[..]));
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -61,16 +61,9 @@ exec "$@"
     spawn_logged(cmd)
 }
 
-/// `qnetd run` arguments for 127.0.0.1 with private paths under `dir`.
+/// `qnetd run` arguments with private paths under `dir` (as `Daemon` uses them).
 fn run_args(dir: &Path, extra: &[&str]) -> Vec<OsString> {
-    let mut v: Vec<OsString> = ["run", "-l", "127.0.0.1", "-p", "0", "--data-dir"].map(OsString::from).into();
-    v.push(dir.join("db").into());
-    v.push("--lock-file".into());
-    v.push(dir.join("run/qnetd.pid").into());
-    v.push("--socket".into());
-    v.push(dir.join("run/qnetd.sock").into());
-    v.extend(extra.iter().map(OsString::from));
-    v
+    common::run_args(dir, &dir.join("run/qnetd.pid"), &dir.join("run/qnetd.sock"), extra)
 }
 
 /// One daemon run: started, stopped with SIGTERM, and every syslog datagram it sent.

@@ -2,6 +2,7 @@
 //! rcgen, and a `qnetd run` child process on 127.0.0.1 with private paths.
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -143,23 +144,25 @@ pub fn qnetd_bin() -> &'static str {
     BIN.get_or_init(|| std::env::var("QNETD_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_qnetd").to_string()))
 }
 
+/// Arguments of `qnetd run` on 127.0.0.1 (any port) with private paths: the
+/// data dir `dir/db`, `lock` and `sock`; then `extra`.
+pub fn run_args(dir: &Path, lock: &Path, sock: &Path, extra: &[&str]) -> Vec<OsString> {
+    let mut v: Vec<OsString> = ["run", "-l", "127.0.0.1", "-p", "0", "--data-dir"].map(OsString::from).into();
+    v.extend([dir.join("db").into(), "--lock-file".into(), lock.into(), "--socket".into(), sock.into()]);
+    v.extend(extra.iter().map(OsString::from));
+    v
+}
+
+/// `qnetd run` (see `run_args`) without systemd's NOTIFY_SOCKET and stdio.
+pub fn run_command(dir: &Path, lock: &Path, sock: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(qnetd_bin());
+    cmd.args(run_args(dir, lock, sock, extra)).env_remove("NOTIFY_SOCKET").stdin(Stdio::null()).stdout(Stdio::null());
+    cmd
+}
+
 /// Spawn `qnetd run` with stderr captured line by line.
 pub fn spawn_run(dir: &Path, lock: &Path, sock: &Path, args: &[&str]) -> (Child, Arc<Log>) {
-    let mut cmd = Command::new(qnetd_bin());
-    cmd.arg("run")
-        .args(["-l", "127.0.0.1", "-p", "0"])
-        .arg("--data-dir")
-        .arg(dir.join("db"))
-        .arg("--lock-file")
-        .arg(lock)
-        .arg("--socket")
-        .arg(sock)
-        .args(args)
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    spawn_logged(cmd)
+    spawn_logged(run_command(dir, lock, sock, args))
 }
 
 pub fn spawn_logged(mut cmd: Command) -> (Child, Arc<Log>) {
