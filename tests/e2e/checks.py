@@ -291,11 +291,7 @@ def check_node2_stopped(ctx):
     t0 = time.monotonic()
     n2.stop()
     stop_s = time.monotonic() - t0
-
-    def cond():
-        st = quorum_of([n1])
-        s = st[1]
-        return bool(s and s["members"] == [1] and s["quorate"] and s["total_votes"] == 2), st
+    cond = split_decided([n1], [], 2)  # node 1 alone in its membership, quorate with 2 votes
     t1 = wait_for("node1 alone quorate with its own + qdevice vote", cond, invariant=stays_quorate([n1]))
     t2 = wait_for("qnetd lists node 1 only", qnetd_lists(q, cl.name, [1]))
     hold("node1 stays quorate", cond)
@@ -309,11 +305,7 @@ def check_node2_crashed(ctx):
     restore(cl, 3)
     n1, n2 = cl.node(1), cl.node(2)
     n2.crash()  # links cut first, then SIGKILL: qnetd sees no FIN, only silence
-
-    def cond():
-        st = quorum_of([n1])
-        s = st[1]
-        return bool(s and s["members"] == [1] and s["quorate"] and s["total_votes"] == 2), st
+    cond = split_decided([n1], [], 2)
     t1 = wait_for("node1 alone quorate with its own + qdevice vote", cond, invariant=stays_quorate([n1]))
     # qnetd only learns of the crash by dead-peer detection (1.5 heartbeats).
     t2 = wait_for("qnetd drops the silent node 2", qnetd_lists(q, cl.name, [1]),
