@@ -785,6 +785,15 @@ impl Instance {
         if !self.gate_initialised(conn, msg) {
             return;
         }
+        if msg.seq.is_none() && msg.heartbeat_interval.is_none() && msg.kap.is_none() {
+            // Deliberate difference from C: a SET_OPTION with none of seq, heartbeat or
+            // KAP (only unknown options) changes nothing, and the C qnetd answers it with
+            // a SET_OPTION_REPLY with an empty body, which no decoder (its own client's
+            // included) accepts. We answer "required option missing" instead, so every
+            // frame we send decodes. Real clients always send seq and never see either.
+            self.queue(conn, server_error(None, ErrorCode::DoesntContainRequiredOption));
+            return;
+        }
         if let Some(hb) = msg.heartbeat_interval {
             if hb < self.settings.heartbeat_interval_min || hb > self.settings.heartbeat_interval_max {
                 self.queue(conn, server_error(msg.seq, ErrorCode::InvalidHeartbeatInterval));
@@ -820,15 +829,6 @@ impl Instance {
         }
         if msg.kap.is_some() {
             reply.kap = Some(kap_now);
-        }
-        if reply.seq.is_none() && reply.heartbeat_interval.is_none() && reply.kap.is_none() {
-            // Deliberate difference from C: a SET_OPTION with none of seq, heartbeat or
-            // KAP (only unknown options) makes the C qnetd send a SET_OPTION_REPLY with
-            // an empty body, which no decoder (its own client's included) accepts. We
-            // answer "required option missing" instead, so every frame we send decodes.
-            // Real clients always send seq, so they never see either reply.
-            self.queue(conn, server_error(None, ErrorCode::DoesntContainRequiredOption));
-            return;
         }
         self.queue(conn, reply.encode());
     }
